@@ -1,0 +1,1 @@
+"""Settings, bootstrap (Ray, Serve, embedded services) and the ``afisha`` CLI."""

@@ -1,0 +1,138 @@
+"""Start and stop the platform: database, migrations, Ray, the Serve application."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cluster.app import APP_NAME, SERVE_ENV, build_app
+from cluster.embedded import EmbeddedPostgres
+from cluster.settings import Settings
+from storage import migrate
+
+Progress = Callable[[str], None]
+
+
+class StartupError(RuntimeError):
+    """The platform could not start; the message says what to fix."""
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    embedded_pg: EmbeddedPostgres | None = None
+    started_ray: bool = False
+    connected_ray: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.settings.dashboard_host}:{self.settings.dashboard_port}"
+
+
+def resolve_database(settings: Settings, platform: Platform, progress: Progress) -> Settings:
+    if settings.has_database():
+        return settings
+    progress(f"starting embedded PostgreSQL in {settings.data_dir / 'postgres'}")
+    platform.embedded_pg = EmbeddedPostgres(settings.data_dir)
+    url = platform.embedded_pg.start()
+    return settings.model_copy(update={"database_url": url})
+
+
+def apply_migrations(settings: Settings, progress: Progress) -> None:
+    migrate.upgrade(settings, progress=lambda s: progress(f"migrating {s}_service"))
+
+
+def connect_ray(settings: Settings, platform: Platform, address: str | None) -> None:
+    import ray
+
+    os.environ.update(SERVE_ENV)
+    kwargs: dict[str, Any] = {"namespace": "afisha", "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **kwargs)
+        platform.connected_ray = True
+        return
+    ray.init(
+        address="local",
+        num_cpus=settings.ray_num_cpus,
+        include_dashboard=True,
+        dashboard_host=settings.dashboard_host,
+        dashboard_port=settings.dashboard_port,
+        **kwargs,
+    )
+    platform.started_ray = True
+    platform.connected_ray = True
+
+
+def deploy(settings: Settings) -> None:
+    from ray import serve
+
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def wait_healthy(url: str, timeout: float, progress: Progress) -> dict[str, Any]:
+    """Poll ``/actuator/health`` until every service is UP."""
+    deadline = time.monotonic() + timeout
+    last: Any = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/actuator/health", timeout=10)
+            body = response.json()
+            if response.status_code == 200:
+                return dict(body)
+            down = [n for n, s in body.get("services", {}).items() if s.get("status") != "UP"]
+            last = f"waiting for {', '.join(down) or 'dependencies'}"
+        except (httpx.HTTPError, ValueError) as exc:
+            last = f"{type(exc).__name__}"
+        progress(f"waiting for health ({last})")
+        time.sleep(1)
+    raise StartupError(f"the platform did not become healthy within {timeout:.0f}s: {last}")
+
+
+def start(settings: Settings, progress: Progress, address: str | None = None,
+          health_timeout: float = 180) -> Platform:
+    """Everything ``afisha run`` does before it waits for Ctrl-C."""
+    platform = Platform(settings)
+    try:
+        settings = resolve_database(settings, platform, progress)
+        platform.settings = settings
+        apply_migrations(settings, progress)
+        progress("starting Ray" if not address else f"joining Ray at {address}")
+        connect_ray(settings, platform, address)
+        progress("deploying the Serve application")
+        deploy(settings)
+        wait_healthy(platform.api_url, health_timeout, progress)
+    except BaseException:
+        stop(platform)
+        raise
+    token = Path.home() / ".ray" / "auth_token"
+    if platform.started_ray and token.exists():
+        platform.notes.append(f"Ray dashboard token: {token}")
+    return platform
+
+
+def stop(platform: Platform) -> None:
+    """Stop what ``start`` started, in reverse order."""
+    if platform.connected_ray:
+        import ray
+        from ray import serve
+
+        if not platform.started_ray:
+            serve.delete(APP_NAME)
+        ray.shutdown()
+        platform.connected_ray = platform.started_ray = False
+    if platform.embedded_pg is not None:
+        platform.embedded_pg.stop()
+        platform.embedded_pg = None

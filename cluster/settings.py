@@ -1,0 +1,141 @@
+"""Platform settings: every knob is an ``AFISHA_*`` environment variable (or a line in ``.env``).
+
+Unset values mean the embedded defaults: embedded PostgreSQL in the data directory, the
+in-cluster event transport, an in-process rate limiter, a local-directory object store and a
+log-only Telegram sender.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = ("user", "event", "payment", "notification", "media", "analytics")
+
+
+def schema_of(service: str) -> str:
+    """The PostgreSQL schema a service owns, e.g. ``payment`` -> ``payment_service``."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+    return f"{service}_service"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AFISHA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Databases: one URL for all services, or one per service (the per-service one wins).
+    database_url: str | None = None
+    user_database_url: str | None = None
+    event_database_url: str | None = None
+    payment_database_url: str | None = None
+    notification_database_url: str | None = None
+    media_database_url: str | None = None
+    analytics_database_url: str | None = None
+    database_pool_size: int = Field(default=5, ge=1)
+
+    # Real services; unset means the embedded counterpart.
+    amqp_url: str | None = None
+    amqp_exchange: str = "afisha.events"
+    redis_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_bucket: str = "afisha-media"
+    s3_secure: bool = False
+    telegram_bot_token: str | None = None
+    telegram_bot_username: str = "afisha_bot"
+    telegram_api_url: str = "https://api.telegram.org"
+
+    # Identity.
+    admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_secret: str | None = None
+    jwt_private_key: str | None = None
+    jwt_public_key: str | None = None
+    jwt_issuer: str = "afisha"
+    jwt_audience: str = "afisha-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+
+    # HTTP and Ray.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8265, ge=1, le=65535)
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    data_dir: Path = Path("var")
+    log_level: str = "INFO"
+
+    # Domain.
+    reservation_ttl_seconds: int = Field(default=900, ge=1)
+    require_services: bool = False
+    rate_limit_auth_per_minute: int = Field(default=20, ge=0)
+    rate_limit_reserve_per_minute: int = Field(default=30, ge=0)
+    rate_limit_default_per_minute: int = Field(default=600, ge=0)
+    rate_limit_fail_open: bool = True
+
+    # Replica sizing (fractions of a CPU; a replica reserves 1 CPU unless told otherwise).
+    gateway_replicas: int = Field(default=1, ge=1)
+    gateway_num_cpus: float = Field(default=0.2, ge=0)
+    service_num_cpus: float = Field(default=0.1, ge=0)
+
+    @field_validator("admin_emails", mode="before")
+    @classmethod
+    def _split_emails(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url", "user_database_url", "event_database_url",
+                     "payment_database_url", "notification_database_url",
+                     "media_database_url", "analytics_database_url", mode="before")
+    @classmethod
+    def _asyncpg_driver(cls, value: Any) -> Any:
+        return normalize_database_url(value) if isinstance(value, str) and value else value or None
+
+    def database_url_for(self, service: str) -> str:
+        """The SQLAlchemy URL of a service's database; raises when none is configured."""
+        schema_of(service)
+        url = getattr(self, f"{service}_database_url") or self.database_url
+        if not url:
+            raise LookupError(
+                f"no database configured for the {service} service: set AFISHA_DATABASE_URL "
+                f"or AFISHA_{service.upper()}_DATABASE_URL"
+            )
+        return str(url)
+
+    def has_database(self) -> bool:
+        return self.database_url is not None or all(
+            getattr(self, f"{s}_database_url") for s in SERVICES
+        )
+
+    @property
+    def transport(self) -> Literal["rabbitmq", "embedded"]:
+        return "rabbitmq" if self.amqp_url else "embedded"
+
+    def to_runtime(self) -> dict[str, Any]:
+        """Plain data handed to every deployment (settings are resolved once, in the driver)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_runtime(cls, data: dict[str, Any]) -> Settings:
+        return cls.model_validate(data)
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept ``postgres://`` and ``postgresql://`` URLs and select the asyncpg driver."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The analytics service (see SPEC: Analytics service)."""

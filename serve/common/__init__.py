@@ -1,0 +1,1 @@
+"""What every deployment shares: request context, problem errors, logging, health checks."""

@@ -1,0 +1,51 @@
+"""Base of the six service deployments: settings, logging, database engine, health."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cluster.settings import Settings, schema_of
+from serve.common.context import RequestContext, bound
+from serve.common.health import UP, overall, probe
+from serve.common.logs import configure_logging, get_logger
+from storage.engine import create_engine, ping, sessionmaker
+
+
+class ServiceBase:
+    """Created inside the replica: engines and connections never cross a pickle boundary."""
+
+    service: str = ""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.settings = Settings.from_runtime(config)
+        configure_logging(self.settings.log_level)
+        self.log = get_logger(self.service)
+        self.schema = schema_of(self.service)
+        self.engine = create_engine(self.settings, self.service)
+        self.sessions = sessionmaker(self.engine)
+
+    async def health(self, ctx: RequestContext) -> dict[str, Any]:
+        """This service's own status and that of the dependencies it owns."""
+        with bound(ctx):
+            checks = self.dependency_checks()
+            names = list(checks)
+            results = await asyncio.gather(*(probe(checks[n]) for n in names))
+            components = dict(zip(names, results, strict=True))
+            status = overall(components)
+            if status != UP:
+                self.log.warning("health DOWN: %s", components)
+            return {"status": status, "components": components}
+
+    def dependency_checks(self) -> dict[str, Callable[[], Awaitable[Any]]]:
+        """Name -> probe; subclasses add their own (object store, broker consumers...)."""
+
+        async def database() -> dict[str, Any]:
+            await ping(self.engine, self.schema)
+            return {"schema": self.schema}
+
+        return {"database": database}
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""The event service (see SPEC: Event service)."""

@@ -1,0 +1,185 @@
+"""The public FastAPI application. Built inside the gateway replica by ``create_app``.
+
+Routes call service methods through ``Services`` (DeploymentHandles in the cluster, fakes in
+unit tests), so this module never imports Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cluster.settings import Settings
+from serve.common.context import (
+    CORRELATION_HEADER,
+    RequestContext,
+    accept_correlation_id,
+    correlation_id_var,
+)
+from serve.common.errors import ProblemError, problem
+from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
+from serve.common.logs import get_logger
+from serve.common.clients import Services
+from serve.gateway.metrics import GatewayMetrics
+
+PROBLEM_JSON = "application/problem+json"
+log = get_logger("gateway")
+
+_STATUS_SLUGS = {404: ("not-found", "Not found"), 405: ("method-not-allowed", "Method not allowed"),
+                 401: ("unauthorized", "Authentication required"), 403: ("forbidden", "Forbidden")}
+
+
+class CorrelationAndMetrics:
+    """Pure ASGI middleware: correlation id in and out, request metrics by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for key, value in scope["headers"]:
+            if key == b"x-correlation-id":
+                header = value.decode("latin-1")
+                break
+        cid = accept_correlation_id(header)
+        scope.setdefault("state", {})["correlation_id"] = cid
+        token = correlation_id_var.set(cid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"x-correlation-id", cid.encode("latin-1"))]
+            await send(message)
+
+        started_response = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_id(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started_response:
+                raise
+            await internal_error(scope, cid)(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+            correlation_id_var.reset(token)
+
+
+def internal_error(scope: Scope, cid: str) -> JSONResponse:
+    body = problem(500, "internal-error", "Internal server error",
+                   "the server failed to handle the request; it has been logged",
+                   scope["path"], correlation_id=cid)
+    return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)
+
+
+def problem_response(status: int, slug: str, title: str, detail: str, request: Request,
+                     headers: dict[str, str] | None = None, **extensions: Any) -> JSONResponse:
+    body = problem(status, slug, title, detail, str(request.url.path), **extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def request_context(request: Request) -> RequestContext:
+    """The context every service call carries (identity is added by the auth dependency)."""
+    client = request.client.host if request.client else None
+    return RequestContext(correlation_id=request.state.correlation_id, client_ip=client)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.extensions["retry_after"])} \
+            if "retry_after" in exc.extensions else None
+        return problem_response(exc.status, exc.slug, exc.title, exc.detail, request,
+                                headers=headers, **exc.extensions)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+                  for e in exc.errors()]
+        return problem_response(422, "validation-error", "Unprocessable content",
+                                "the request does not match the schema", request, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"nothing is served at {request.method} {request.url.path}"
+        return problem_response(exc.status_code, slug, title, detail, request,
+                                headers=getattr(exc, "headers", None))
+
+
+
+def create_app(settings: Settings, services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Afisha API",
+        version="0.1.0",
+        description="Events, tickets, payments and check-in. Errors are RFC 9457 "
+                    "`application/problem+json`; every response carries `X-Correlation-ID`.",
+    )
+    metrics = GatewayMetrics()
+    app.state.settings = settings
+    app.state.services = services
+    app.add_middleware(CorrelationAndMetrics, metrics=metrics)
+    install_error_handlers(app)
+
+    @app.get("/actuator/health", tags=["operations"], summary="Platform health")
+    async def health(request: Request) -> JSONResponse:
+        body = await platform_health(settings, services, request_context(request))
+        return JSONResponse(body, status_code=200 if body["status"] == UP else 503)
+
+    @app.get("/actuator/prometheus", tags=["operations"], summary="Prometheus metrics",
+             response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+async def platform_health(settings: Settings, services: Services,
+                          ctx: RequestContext) -> dict[str, Any]:
+    async def service_health(name: str) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await asyncio.wait_for(
+                getattr(services, name).call("health", ctx), 5)
+            return result
+        except Exception as exc:
+            return {"status": DOWN, "error": f"{type(exc).__name__}: {exc}"}
+
+    names = [name for name, _ in services.items()]
+    results = await asyncio.gather(*(service_health(n) for n in names))
+    service_status: dict[str, dict[str, Any]] = {"gateway": {"status": UP}}
+    service_status.update(zip(names, results, strict=True))
+
+    dependencies: dict[str, dict[str, Any]] = {}
+    if settings.amqp_url:
+        dependencies["broker"] = await probe(lambda: check_amqp(str(settings.amqp_url)))
+    else:
+        dependencies["broker"] = {"status": UP, "transport": "embedded"}
+    if settings.redis_url:
+        dependencies["redis"] = await probe(lambda: check_redis(str(settings.redis_url)))
+    status = overall({**service_status, **dependencies})
+    return {"status": status, "services": service_status, "dependencies": dependencies}

@@ -1,0 +1,1 @@
+"""The media service (see SPEC: Media service)."""

@@ -1,0 +1,1 @@
+"""The payment service (see SPEC: Payment service)."""

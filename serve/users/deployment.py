@@ -1,0 +1,18 @@
+"""Serve deployment of the user service: typed async methods other deployments call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from serve.common.service import ServiceBase
+
+
+@serve.deployment(name="UserService")
+class UserService(ServiceBase):
+    service = "user"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+

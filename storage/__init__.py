@@ -1,0 +1,1 @@
+"""Persistence: async SQLAlchemy engines (one schema per service), Alembic migrations."""

@@ -1,0 +1,43 @@
+"""Async engines, one per service, created inside the replica that uses them (never pickled).
+
+A service's engine sets ``search_path`` to the service's own schema only, and every table is
+declared under ``MetaData(schema=...)`` of that schema, so a service reaches only its own data.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from cluster.settings import Settings, schema_of
+
+
+def create_engine(settings: Settings, service: str, *, pool_size: int | None = None) -> AsyncEngine:
+    schema = schema_of(service)
+    url = make_url(settings.database_url_for(service))
+    return create_async_engine(
+        url,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "server_settings": {"search_path": schema, "application_name": f"afisha-{service}"},
+            "command_timeout": 30,
+        },
+    )
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine, schema: str) -> None:
+    """Raise unless the database answers and the service's schema exists."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"), {"s": schema}
+        )
+    if found is None:
+        raise LookupError(f"schema {schema} does not exist: run `afisha migrate`")
