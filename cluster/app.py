@@ -6,9 +6,11 @@ Payment -> Event; Notification -> User, Event; Analytics -> Event; the gateway r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
+from ray import serve
 from ray.serve import Application
+from ray.serve.deployment import Deployment
 
 from cluster.settings import Settings
 
@@ -30,15 +32,19 @@ def build_app(settings: Settings) -> Application:
     from serve.users.deployment import UserService
 
     config = settings.to_runtime()
-    service_opts: dict[str, Any] = {"ray_actor_options": {"num_cpus": settings.service_num_cpus},
-                                    "num_replicas": 1}
-    user = UserService.options(**service_opts).bind(config)
-    media = MediaService.options(**service_opts).bind(config)
-    event = EventService.options(**service_opts).bind(config, user, media)
-    payment = PaymentService.options(**service_opts).bind(config, event)
-    notification = NotificationService.options(**service_opts).bind(config, user, event)
-    analytics = AnalyticsService.options(**service_opts).bind(config, event)
-    return Gateway.options(
-        num_replicas=settings.gateway_replicas,
-        ray_actor_options={"num_cpus": settings.gateway_num_cpus},
-    ).bind(config, user, event, payment, notification, media, analytics)
+
+    def service(cls: type) -> Deployment:
+        return cast(Deployment, serve.deployment(cls)).options(
+            name=cls.__name__, num_replicas=1,
+            ray_actor_options={"num_cpus": settings.service_num_cpus})
+
+    user = service(UserService).bind(config)
+    media = service(MediaService).bind(config)
+    event = service(EventService).bind(config, user, media)
+    payment = service(PaymentService).bind(config, event)
+    notification = service(NotificationService).bind(config, user, event)
+    analytics = service(AnalyticsService).bind(config, event)
+    gateway = cast(Deployment, serve.deployment(Gateway)).options(
+        name="Gateway", num_replicas=settings.gateway_replicas,
+        ray_actor_options={"num_cpus": settings.gateway_num_cpus})
+    return gateway.bind(config, user, event, payment, notification, media, analytics)

@@ -29,7 +29,7 @@ def create_engine(settings: Settings, service: str, *, pool_size: int | None = N
     )
 
 
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

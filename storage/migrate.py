@@ -1,4 +1,4 @@
-"""Apply each service's Alembic chain to that service's database. Safe to run any number of times."""
+"""Apply each service's Alembic chain to its database; safe to run any number of times."""
 
 from __future__ import annotations
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve.common.service import ServiceBase
 from serve.common.clients import ServiceClient
+from serve.common.service import ServiceBase
 
 
-@serve.deployment(name="AnalyticsService")
 class AnalyticsService(ServiceBase):
     service = "analytics"
 

@@ -10,12 +10,12 @@ from typing import Any
 UP, DOWN = "UP", "DOWN"
 
 
-async def probe(check: Callable[[], Awaitable[Any]], timeout: float = 3.0) -> dict[str, Any]:
+async def probe(check: Callable[[], Awaitable[Any]], limit_s: float = 3.0) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        details = await asyncio.wait_for(check(), timeout)
+        details = await asyncio.wait_for(check(), limit_s)
     except TimeoutError:
-        return {"status": DOWN, "error": f"no answer within {timeout:.0f}s"}
+        return {"status": DOWN, "error": f"no answer within {limit_s:.0f}s"}
     except Exception as exc:
         return {"status": DOWN, "error": f"{type(exc).__name__}: {exc}"}
     result: dict[str, Any] = {"status": UP,

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve.common.service import ServiceBase
 from serve.common.clients import ServiceClient
+from serve.common.service import ServiceBase
 
 
-@serve.deployment(name="EventService")
 class EventService(ServiceBase):
     service = "event"
 
-    def __init__(self, config: dict[str, Any], user: DeploymentHandle, media: DeploymentHandle) -> None:
+    def __init__(self, config: dict[str, Any], user: DeploymentHandle,
+                 media: DeploymentHandle) -> None:
         super().__init__(config)
         self.user = ServiceClient("user", user)
         self.media = ServiceClient("media", media)

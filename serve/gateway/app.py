@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cluster.settings import Settings
+from serve.common.clients import Services
 from serve.common.context import (
-    CORRELATION_HEADER,
     RequestContext,
     accept_correlation_id,
     correlation_id_var,
@@ -26,7 +26,6 @@ from serve.common.context import (
 from serve.common.errors import ProblemError, problem
 from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
 from serve.common.logs import get_logger
-from serve.common.clients import Services
 from serve.gateway.metrics import GatewayMetrics
 
 PROBLEM_JSON = "application/problem+json"

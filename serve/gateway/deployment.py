@@ -9,18 +9,18 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from cluster.settings import Settings
+from serve.common.clients import ServiceClient, Services
 from serve.common.logs import configure_logging
 from serve.gateway.app import create_app
-from serve.common.clients import ServiceClient, Services
 
 
-@serve.deployment(name="Gateway")
 @serve.ingress()
 class Gateway:
-    async def __init__(self, config: dict[str, Any], user: DeploymentHandle,
-                       event: DeploymentHandle, payment: DeploymentHandle,
-                       notification: DeploymentHandle, media: DeploymentHandle,
-                       analytics: DeploymentHandle) -> None:
+    async def __init__(  # type: ignore[misc]
+        self, config: dict[str, Any], user: DeploymentHandle, event: DeploymentHandle,
+        payment: DeploymentHandle, notification: DeploymentHandle, media: DeploymentHandle,
+        analytics: DeploymentHandle,
+    ) -> None:
         self.settings = Settings.from_runtime(config)
         configure_logging(self.settings.log_level)
         handles = {"user": user, "event": event, "payment": payment,

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray import serve
-
 from serve.common.service import ServiceBase
 
 
-@serve.deployment(name="UserService")
 class UserService(ServiceBase):
     service = "user"
 

@@ -1,0 +1,101 @@
+"""Shared fixtures: real services from ``AFISHA_TEST_*`` URLs, a fresh database per session.
+
+When a service cannot be reached the tests that need it are skipped, unless
+``AFISHA_REQUIRE_SERVICES=1`` (as in CI), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from cluster.settings import Settings
+
+REQUIRE = os.environ.get("AFISHA_REQUIRE_SERVICES") == "1"
+PG_ADMIN_URL = os.environ.get("AFISHA_TEST_DATABASE_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("AFISHA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("AFISHA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def unavailable(what: str, error: object) -> None:
+    message = f"{what} is not reachable ({error})"
+    if REQUIRE:
+        pytest.fail(f"{message}; AFISHA_REQUIRE_SERVICES=1 requires it", pytrace=False)
+    pytest.skip(message)
+
+
+def reachable(url: str) -> Exception | None:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 2):
+            return None
+    except OSError as exc:
+        return exc
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+async def admin_sql(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    error = reachable(PG_ADMIN_URL)
+    if error:
+        unavailable(f"PostgreSQL at {PG_ADMIN_URL}", error)
+    return PG_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def fresh_database(pg_server: str) -> Iterator[str]:
+    """A database created for this test session and dropped afterwards."""
+    name = f"afisha_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        yield with_database(pg_server, name)
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    error = reachable(AMQP_URL)
+    if error:
+        unavailable(f"RabbitMQ at {AMQP_URL}", error)
+    return AMQP_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    error = reachable(REDIS_URL)
+    if error:
+        unavailable(f"Redis at {REDIS_URL}", error)
+    return REDIS_URL
+
+
+def make_settings(**values: object) -> Settings:
+    """Settings from explicit values only (no environment, no .env)."""
+    return Settings.model_validate(values)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,76 @@
+"""Start the whole platform once (``afisha run`` in a subprocess) and speak HTTP to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+
+class RunningPlatform:
+    def __init__(self, base_url: str, log: Path) -> None:
+        self.base_url = base_url
+        self.log = log
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def platform(fresh_database: str, amqp_url: str, redis_url: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    work = tmp_path_factory.mktemp("platform")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
+    env.update({
+        "AFISHA_DATABASE_URL": fresh_database,
+        "AFISHA_AMQP_URL": amqp_url,
+        "AFISHA_REDIS_URL": redis_url,
+        "AFISHA_HTTP_PORT": str(port),
+        "AFISHA_DASHBOARD_PORT": str(free_port()),
+        "AFISHA_DATA_DIR": str(work / "data"),
+        "AFISHA_RATE_LIMIT_AUTH_PER_MINUTE": "0",
+        "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
+        "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
+        # Serve's HAProxy side ports, so a platform already running here does not collide.
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+    })
+    log = work / "afisha-run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"], env=env,
+                                   cwd=work, stdout=out, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(process, base_url, log)
+        yield RunningPlatform(base_url, log)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"afisha run exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{base_url}/actuator/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"the platform did not become healthy:\n{log.read_text()[-4000:]}")

@@ -1,0 +1,61 @@
+"""The running platform over HTTP: health, correlation ids, errors, docs, metrics."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import RunningPlatform
+
+DEPLOYMENTS = {"gateway", "user", "event", "payment", "notification", "media", "analytics"}
+
+
+def test_health_is_up_for_all_seven_deployments_and_dependencies(
+        platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        response = http.get("/actuator/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "UP"
+    assert set(body["services"]) == DEPLOYMENTS
+    assert all(s["status"] == "UP" for s in body["services"].values())
+    for name in DEPLOYMENTS - {"gateway"}:
+        database = body["services"][name]["components"]["database"]
+        assert database == {**database, "status": "UP", "schema": f"{name}_service"}
+    assert body["dependencies"]["broker"]["status"] == "UP"
+    assert body["dependencies"]["redis"]["status"] == "UP"
+
+
+def test_correlation_id_round_trip(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        given = http.get("/actuator/health", headers={"X-Correlation-ID": "e2e-corr-1"})
+        generated = http.get("/actuator/health")
+    assert given.headers["X-Correlation-ID"] == "e2e-corr-1"
+    assert len(generated.headers["X-Correlation-ID"]) == 32
+
+
+def test_unknown_route_is_a_404_problem(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        response = http.get("/api/v1/no-such-thing/42", headers={"X-Correlation-ID": "nf-1"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 404
+    assert body["type"] == "https://afisha.dev/problems/not-found"
+    assert body["instance"] == "/api/v1/no-such-thing/42"
+    assert response.headers["X-Correlation-ID"] == "nf-1"
+
+
+def test_openapi_and_swagger_ui_are_served(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        spec = http.get("/openapi.json").json()
+        docs = http.get("/docs")
+    assert spec["info"]["title"] == "Afisha API"
+    assert "/actuator/health" in spec["paths"]
+    assert docs.status_code == 200
+    assert "swagger-ui" in docs.text
+
+
+def test_prometheus_reports_requests_by_route_and_status(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        http.get("/actuator/health")
+        text = http.get("/actuator/prometheus").text
+    assert 'afisha_http_requests_total{method="GET",route="/actuator/health",status="200"}' in text
+    assert "afisha_http_request_duration_seconds_bucket" in text

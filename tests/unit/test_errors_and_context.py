@@ -1,0 +1,41 @@
+import logging
+import pickle
+
+from serve.common.context import RequestContext, accept_correlation_id, bound, correlation_id_var
+from serve.common.errors import Conflict, NotFound, ProblemError
+from serve.common.logs import CorrelationIdFilter
+
+
+def test_problem_errors_survive_pickling_with_their_details() -> None:
+    error = Conflict("tickets are gone", slug="sold-out", available=0)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is Conflict
+    assert copy.to_problem("/api/v1/events/1/registrations") == {
+        "type": "https://afisha.dev/problems/sold-out",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "tickets are gone",
+        "instance": "/api/v1/events/1/registrations",
+        "available": 0,
+    }
+
+
+def test_subclasses_carry_their_status() -> None:
+    assert NotFound("x").status == 404
+    assert isinstance(NotFound("x"), ProblemError)
+
+
+def test_correlation_id_is_kept_when_sane_and_replaced_otherwise() -> None:
+    assert accept_correlation_id("req-42.a:b") == "req-42.a:b"
+    for bad in (None, "", "has space", "x" * 129, "semi;colon"):
+        generated = accept_correlation_id(bad)
+        assert generated != bad
+        assert len(generated) == 32
+
+
+def test_log_records_carry_the_bound_correlation_id() -> None:
+    record = logging.LogRecord("afisha.test", logging.INFO, __file__, 1, "hi", None, None)
+    with bound(RequestContext(correlation_id="cid-1")):
+        CorrelationIdFilter().filter(record)
+    assert record.correlation_id == "cid-1"  # type: ignore[attr-defined]
+    assert correlation_id_var.get() == "-"

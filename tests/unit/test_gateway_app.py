@@ -1,0 +1,95 @@
+"""The gateway's FastAPI app with fake service clients: no Ray, no database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serve.common.clients import Services
+from serve.gateway.app import create_app
+from tests.conftest import make_settings
+
+
+class FakeClient:
+    def __init__(self, name: str, status: str = "UP") -> None:
+        self.name = name
+        self.status = status
+        self.calls: list[tuple[str, Any]] = []
+
+    async def call(self, method: str, *args: Any) -> Any:
+        self.calls.append((method, args))
+        if self.status == "BROKEN":
+            raise ConnectionError("replica gone")
+        return {"status": self.status, "components": {}}
+
+
+def make_client(**statuses: str) -> tuple[TestClient, dict[str, FakeClient]]:
+    names = ("user", "event", "payment", "notification", "media", "analytics")
+    fakes = {n: FakeClient(n, statuses.get(n, "UP")) for n in names}
+    app = create_app(make_settings(), Services(**fakes))  # type: ignore[arg-type]
+    return TestClient(app), fakes
+
+
+def test_health_is_up_when_every_service_is_up() -> None:
+    client, fakes = make_client()
+    response = client.get("/actuator/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "UP"
+    assert set(body["services"]) == {"gateway", *fakes}
+    assert body["dependencies"]["broker"] == {"status": "UP", "transport": "embedded"}
+
+
+@pytest.mark.parametrize("status", ["DOWN", "BROKEN"])
+def test_health_is_503_when_a_service_is_down(status: str) -> None:
+    client, _ = make_client(payment=status)
+    response = client.get("/actuator/health")
+    assert response.status_code == 503
+    assert response.json()["services"]["payment"]["status"] == "DOWN"
+
+
+def test_service_calls_carry_the_request_correlation_id() -> None:
+    client, fakes = make_client()
+    response = client.get("/actuator/health", headers={"X-Correlation-ID": "abc-1"})
+    assert response.headers["X-Correlation-ID"] == "abc-1"
+    (method, (ctx,)) = fakes["event"].calls[-1]
+    assert method == "health"
+    assert ctx.correlation_id == "abc-1"
+
+
+def test_unknown_route_is_a_404_problem() -> None:
+    client, _ = make_client()
+    response = client.delete("/api/v1/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/not-found")
+    assert len(response.headers["X-Correlation-ID"]) == 32
+
+
+def test_prometheus_counts_requests_by_route_template_and_status() -> None:
+    client, _ = make_client()
+    client.get("/actuator/health")
+    client.get("/api/v1/nowhere")
+    text = client.get("/actuator/prometheus").text
+    assert 'afisha_http_requests_total{method="GET",route="/actuator/health",status="200"} 1.0' \
+        in text
+    assert 'route="<unmatched>",status="404"' in text
+    assert "afisha_http_request_duration_seconds_bucket" in text
+
+
+def test_unexpected_errors_are_a_500_problem_with_the_correlation_id() -> None:
+    client, _ = make_client()
+    app = client.app
+
+    @app.get("/boom")  # type: ignore[attr-defined,untyped-decorator]
+    async def boom() -> None:
+        raise RuntimeError("bug")
+
+    response = TestClient(app, raise_server_exceptions=False).get(
+        "/boom", headers={"X-Correlation-ID": "cid-500"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["X-Correlation-ID"] == "cid-500"
+    assert response.json()["correlation_id"] == "cid-500"
