@@ -1,0 +1,1 @@
+"""Domain events: envelope and catalogue, transactional outbox, relay, transports, consumers."""
