@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,18 @@ def resolve_database(settings: Settings, platform: Platform, progress: Progress)
     platform.embedded_pg = EmbeddedPostgres(settings.data_dir)
     url = platform.embedded_pg.start()
     return settings.model_copy(update={"database_url": url})
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    """Generate the HS256 signing secret once and keep it in the data directory."""
+    if settings.jwt_algorithm != "HS256" or settings.jwt_secret:
+        return settings
+    path = settings.data_dir / "jwt_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return settings.model_copy(update={"jwt_secret": path.read_text().strip()})
 
 
 def apply_migrations(settings: Settings, progress: Progress) -> None:
@@ -106,7 +119,7 @@ def start(settings: Settings, progress: Progress, address: str | None = None,
     """Everything ``afisha run`` does before it waits for Ctrl-C."""
     platform = Platform(settings)
     try:
-        settings = resolve_database(settings, platform, progress)
+        settings = resolve_secrets(resolve_database(settings, platform, progress))
         platform.settings = settings
         apply_migrations(settings, progress)
         progress("starting Ray" if not address else f"joining Ray at {address}")

@@ -83,6 +83,7 @@ def deploy(address: Annotated[str, typer.Option("--address", help="Ray cluster a
     if not settings.has_database():
         console.print("[red]error:[/] deploying onto a cluster needs AFISHA_DATABASE_URL")
         raise typer.Exit(2)
+    settings = bootstrap.resolve_secrets(settings)
     platform = bootstrap.Platform(settings)
     with console.status("deploying") as status:
         progress = _progress(status)

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
 
     # Identity.
     admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_algorithm: Literal["HS256", "RS256", "ES256", "EdDSA"] = "HS256"
     jwt_secret: str | None = None
     jwt_private_key: str | None = None
     jwt_public_key: str | None = None
