@@ -26,7 +26,9 @@ from serve.common.context import (
 from serve.common.errors import ProblemError, problem
 from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
 from serve.common.logs import get_logger
+from serve.gateway.deps import base_context
 from serve.gateway.metrics import GatewayMetrics
+from serve.gateway.routes import all_routers
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger("gateway")
@@ -100,12 +102,6 @@ def problem_response(status: int, slug: str, title: str, detail: str, request: R
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def request_context(request: Request) -> RequestContext:
-    """The context every service call carries (identity is added by the auth dependency)."""
-    client = request.client.host if request.client else None
-    return RequestContext(correlation_id=request.state.correlation_id, client_ip=client)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -144,10 +140,12 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     app.state.services = services
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     install_error_handlers(app)
+    for router in all_routers():
+        app.include_router(router)
 
     @app.get("/actuator/health", tags=["operations"], summary="Platform health")
     async def health(request: Request) -> JSONResponse:
-        body = await platform_health(settings, services, request_context(request))
+        body = await platform_health(settings, services, base_context(request))
         return JSONResponse(body, status_code=200 if body["status"] == UP else 503)
 
     @app.get("/actuator/prometheus", tags=["operations"], summary="Prometheus metrics",

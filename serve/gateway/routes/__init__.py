@@ -1,0 +1,11 @@
+"""Public ``/api/v1`` routes, one module per service area; each forwards to its service."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def all_routers() -> list[APIRouter]:
+    """Every router the gateway mounts (one import per service area)."""
+    routers: list[APIRouter] = []
+    return routers
