@@ -75,6 +75,13 @@ class Settings(BaseSettings):
 
     # Domain.
     reservation_ttl_seconds: int = Field(default=900, ge=1)
+    waitlist_offer_ttl_seconds: int = Field(default=900, ge=1)
+    # Per-event inventory actors: idle ones exit after this long; requests arriving within the
+    # batch window are persisted in one transaction; CPU reserved by each actor.
+    inventory_idle_seconds: float = Field(default=300, gt=0)
+    inventory_batch_window_ms: float = Field(default=2, ge=0)
+    inventory_num_cpus: float = Field(default=0, ge=0)
+    reservation_sweep_seconds: float = Field(default=30, gt=0)
     require_services: bool = False
     rate_limit_auth_per_minute: int = Field(default=20, ge=0)
     rate_limit_reserve_per_minute: int = Field(default=30, ge=0)

@@ -78,6 +78,12 @@ class Inventory:
         self.per_user[(hold.ticket_type_id, hold.user_id)] += hold.quantity
         return hold
 
+    def restore_hold(self, hold: Hold) -> None:
+        """Count a hold already persisted (rebuilding from the database): no check."""
+        self.holds[hold.id] = hold
+        self._stock(hold.ticket_type_id).held += hold.quantity
+        self.per_user[(hold.ticket_type_id, hold.user_id)] += hold.quantity
+
     def take_confirmed(self, ticket_type_id: str, user_id: str, quantity: int) -> None:
         """Check and take seats as confirmed at once (free tickets, late payments)."""
         self.check(ticket_type_id, user_id, quantity)

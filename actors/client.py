@@ -1,0 +1,66 @@
+"""Calling an event's inventory actor: find or create it by name, retry while it (re)starts."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cluster.settings import Settings
+from serve.common.errors import ProblemError, ServiceUnavailable
+
+ATTEMPTS = 6
+
+
+class InventoryClient:
+    """Used by the gateway (hot path: one hop) and the event service; caches actor handles."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.settings = Settings.from_runtime(config)
+        self._handles: dict[str, Any] = {}
+
+    def handle(self, event_id: str) -> Any:
+        handle = self._handles.get(event_id)
+        if handle is None:
+            handle = self._handles[event_id] = self._create(event_id)
+        return handle
+
+    def _create(self, event_id: str) -> Any:
+        import ray
+
+        from actors.inventory import NAMESPACE, InventoryActor, actor_name
+
+        remote = ray.remote(InventoryActor)
+        return remote.options(
+            name=actor_name(event_id), namespace=NAMESPACE, get_if_exists=True,
+            lifetime="detached", num_cpus=self.settings.inventory_num_cpus,
+            max_restarts=-1, max_task_retries=0, max_concurrency=2000,
+        ).remote(self.config, event_id)
+
+    async def call(self, event_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` on the event's actor. Ray errors become 503 after a few retries;
+        a method that creates something must be idempotent (reserve takes a key)."""
+        from ray.exceptions import RayActorError, RayTaskError
+
+        from actors.inventory import ActorClosing
+
+        delay = 0.05
+        for _ in range(ATTEMPTS):
+            try:
+                return await getattr(self.handle(event_id), method).remote(*args, **kwargs)
+            except RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, ActorClosing):
+                    self._handles.pop(event_id, None)
+                elif isinstance(cause, ProblemError):
+                    raise cause from None
+                else:
+                    raise
+            except RayActorError:
+                self._handles.pop(event_id, None)
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise ServiceUnavailable("the event's inventory is restarting; retry")
+
+    def forget(self, event_id: str) -> None:
+        self._handles.pop(event_id, None)
