@@ -15,6 +15,7 @@ Changes to existing registrations (payment, cancellation, expiry) run one at a t
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -108,7 +109,7 @@ class InventoryActor:
 
     def counts(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "ticket_types": self.inv.counts(),
-                "holds": len(self.inv.holds)}
+                "holds": len(self.inv.holds), "pid": os.getpid()}
 
     # --- reserve (hot path) ---
     async def reserve(self, user_id: str, ticket_type_id: str, quantity: int,

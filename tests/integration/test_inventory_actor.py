@@ -181,16 +181,17 @@ async def test_killed_actor_restarts_and_no_seat_is_lost_or_doubled(
 
     event_id, tt = await db.event(quantity=100)
     inv = client(migrated_settings)
-    await inv.call(event_id, "ready")
-
-    async def killer() -> None:
-        await asyncio.sleep(0.3)
-        ray.kill(ray.get_actor(actor_name(event_id), namespace=NAMESPACE), no_restart=False)
-
-    requests = [attempt(inv, event_id, f"user-{i}", tt, 1, idempotency_key=f"key-{i}")
-                for i in range(300)]
-    results, _ = await asyncio.gather(asyncio.gather(*requests, return_exceptions=True),
-                                      killer())
+    before = (await inv.call(event_id, "ready"))["pid"]
+    tasks = [asyncio.ensure_future(attempt(inv, event_id, f"user-{i}", tt, 1,
+                                           idempotency_key=f"key-{i}")) for i in range(300)]
+    some_answered = asyncio.Event()
+    for task in tasks:
+        task.add_done_callback(lambda _: some_answered.set()
+                               if sum(t.done() for t in tasks) >= 20 else None)
+    await some_answered.wait()
+    ray.kill(ray.get_actor(actor_name(event_id), namespace=NAMESPACE), no_restart=False)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(t.done() for t in tasks) == 300
     won = {r["id"] for r in results if isinstance(r, dict)}
     # After the restart, fill whatever is left, retrying the same keys.
     retry = await asyncio.gather(*(attempt(inv, event_id, f"user-{i}", tt, 1,
@@ -199,8 +200,10 @@ async def test_killed_actor_restarts_and_no_seat_is_lost_or_doubled(
     assert len(won) == 100
     assert await db.statuses(event_id) == Counter({"pending_payment": 100})
     assert await db.held(event_id) == 100
-    counts = (await inv.call(event_id, "ready"))["ticket_types"][tt]
-    assert counts == {"quantity": 100, "confirmed": 0, "held": 100, "available": 0}
+    after = await inv.call(event_id, "ready")
+    assert after["pid"] != before  # it really was killed and restarted
+    assert after["ticket_types"][tt] == {"quantity": 100, "confirmed": 0, "held": 100,
+                                         "available": 0}
 
 
 async def test_a_deactivated_actor_reactivates_with_the_right_counts(
