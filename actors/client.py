@@ -62,5 +62,23 @@ class InventoryClient:
             delay *= 2
         raise ServiceUnavailable("the event's inventory is restarting; retry")
 
+    async def call_if_active(self, event_id: str, method: str, *args: Any) -> Any:
+        """Call the event's actor only if it is running (``None`` otherwise): changes to an
+        event reach a live actor at once, and an inactive one reads them when it starts."""
+        import ray
+
+        from actors.inventory import NAMESPACE, actor_name
+
+        try:
+            self._handles.setdefault(
+                event_id, ray.get_actor(actor_name(event_id), namespace=NAMESPACE))
+        except ValueError:
+            self._handles.pop(event_id, None)
+            return None
+        try:
+            return await self.call(event_id, method, *args)
+        except ProblemError:
+            return None
+
     def forget(self, event_id: str) -> None:
         self._handles.pop(event_id, None)

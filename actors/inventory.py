@@ -87,7 +87,10 @@ class InventoryActor:
     async def _load(self) -> None:
         async with self.sessions() as session:
             catalogue = await store.load_catalogue(session, self.event_id)
-            if catalogue is None:
+            if catalogue is None:  # nothing to guard: end this actor soon
+                if self.housekeeper is None:
+                    self.housekeeper = asyncio.get_running_loop().create_task(
+                        self._deactivate_later())
                 raise NotFound(f"no event {self.event_id}")
             inv = Inventory()
             owners = await store.load_inventory(session, self.event_id, catalogue, inv)
@@ -134,22 +137,9 @@ class InventoryActor:
             return await asyncio.shield(self.by_key[key])
         now = time.time()
         check_can_register(event["status"], rules, datetime.fromtimestamp(now, UTC))
-        charge = charge_for(rules, quantity, payment_mode)
-        registration_id, reservation_id = uuid.uuid4().hex, uuid.uuid4().hex
-        expires = now + self.settings.reservation_ttl_seconds
-        # The decision: check and take in one synchronous step.
-        if rules.is_free:
-            self.inv.take_confirmed(ticket_type_id, user_id, quantity)
-            status, hold_id, expires_at = RegistrationStatus.CONFIRMED, None, None
-        else:
-            self.inv.hold(Hold(reservation_id, ticket_type_id, user_id, quantity, expires))
-            self.hold_owner[reservation_id] = registration_id
-            status, hold_id = RegistrationStatus.PENDING_PAYMENT, reservation_id
-            expires_at = store.from_epoch(expires)
-        decision = NewRegistration(
-            registration_id, hold_id, self.event_id, event["organization_id"], ticket_type_id,
-            user_id, quantity, status.value, payment_mode, charge.amount, charge.currency,
-            charge.prepayment_amount, expires_at, idempotency_key, correlation_id)
+        decision = self._decide(user_id, ticket_type_id, quantity, payment_mode,
+                                idempotency_key, correlation_id,
+                                self.settings.reservation_ttl_seconds)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         if key:
             self.by_key[key] = future
@@ -157,6 +147,29 @@ class InventoryActor:
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.get_running_loop().create_task(self._flush())
         return await asyncio.shield(future)
+
+    def _decide(self, user_id: str, ticket_type_id: str, quantity: int, payment_mode: str,
+                idempotency_key: str | None, correlation_id: str,
+                ttl_seconds: float) -> NewRegistration:
+        """Check and take seats in one synchronous step (never across an ``await``)."""
+        assert self.catalogue is not None
+        rules = self.catalogue.rules[ticket_type_id]
+        charge = charge_for(rules, quantity, payment_mode)
+        registration_id, reservation_id = uuid.uuid4().hex, uuid.uuid4().hex
+        if rules.is_free:
+            self.inv.take_confirmed(ticket_type_id, user_id, quantity)
+            status, hold_id, expires_at = RegistrationStatus.CONFIRMED, None, None
+        else:
+            expires = time.time() + ttl_seconds
+            self.inv.hold(Hold(reservation_id, ticket_type_id, user_id, quantity, expires))
+            self.hold_owner[reservation_id] = registration_id
+            status, hold_id = RegistrationStatus.PENDING_PAYMENT, reservation_id
+            expires_at = store.from_epoch(expires)
+        return NewRegistration(
+            registration_id, hold_id, self.event_id, self.catalogue.event["organization_id"],
+            ticket_type_id, user_id, quantity, status.value, payment_mode, charge.amount,
+            charge.currency, charge.prepayment_amount, expires_at, idempotency_key,
+            correlation_id)
 
     async def _earlier(self, key: tuple[str, str]) -> dict[str, Any] | None:
         """The registration an idempotency key already produced, if any."""
@@ -299,6 +312,8 @@ class InventoryActor:
             elif changed:
                 self.inv.release_confirmed(row["ticket_type_id"], row["user_id"],
                                            row["quantity"])
+            if changed:
+                await self._offer_waitlist({row["ticket_type_id"]})
             return registration_view(await self._registration(registration_id))
 
     async def _registration(self, registration_id: str) -> dict[str, Any]:
@@ -318,16 +333,40 @@ class InventoryActor:
 
     async def _expire(self, hold_ids: list[str]) -> int:
         statuses = await store.expire_holds(self.sessions, self.event_id, hold_ids)
-        released = 0
+        freed: set[str] = set()
         for hold_id in hold_ids:
             status = statuses.get(hold_id)
             if status == "confirmed":
                 self.inv.confirm(hold_id)
-            elif status in ("expired", "cancelled") and self.inv.release(hold_id) is not None:
-                released += 1
+            elif status in ("expired", "cancelled"):
+                hold = self.inv.release(hold_id)
+                if hold is not None:
+                    freed.add(hold.ticket_type_id)
             if status in ("confirmed", "expired", "cancelled"):
                 self.hold_owner.pop(hold_id, None)
-        return released
+        await self._offer_waitlist(freed)
+        return len([h for h in hold_ids if statuses.get(h) in ("expired", "cancelled")])
+
+    async def _offer_waitlist(self, ticket_type_ids: set[str]) -> None:
+        """Freed seats go to the waiting list first: the next entry gets a held offer."""
+        for tt in ticket_type_ids:
+            while self.inv.available(tt) > 0:
+                async with self.sessions() as session:
+                    entry = await store.next_waiting(session, self.event_id, tt,
+                                                     self.inv.available(tt))
+                if entry is None:
+                    break
+                try:
+                    offer = self._decide(entry["user_id"], tt, entry["quantity"], "full", None,
+                                         "-", self.settings.waitlist_offer_ttl_seconds)
+                except Conflict:  # past the per-user limit by now
+                    await store.skip_waiting(self.sessions, entry["id"])
+                    continue
+                try:
+                    await store.write_offer(self.sessions, offer, entry["id"])
+                except Exception as exc:
+                    self._undo((offer, asyncio.get_running_loop().create_future()), exc)
+                    raise
 
     def idle(self) -> bool:
         return (not self.inv.holds and not self.pending and not self.mutate.locked()
@@ -346,6 +385,10 @@ class InventoryActor:
             if self.idle():
                 await self.deactivate()
                 return
+
+    async def _deactivate_later(self) -> None:
+        await asyncio.sleep(1.0)
+        await self.deactivate()
 
     async def deactivate(self) -> None:
         """End this actor for good (its state is in Postgres); the next request recreates it."""

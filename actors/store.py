@@ -24,6 +24,7 @@ from storage.event import (
     registrations,
     reservations,
     ticket_types,
+    waitlist_entries,
 )
 
 
@@ -114,26 +115,61 @@ async def write_registrations(sessions: async_sessionmaker[AsyncSession],
                               batch: list[NewRegistration]) -> None:
     """Group commit: every registration of the batch, its hold, key and event in one transaction."""
     async with UnitOfWork(sessions, "event") as uow:
-        await uow.session.execute(insert(registrations), [
-            {"id": n.registration_id, "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
-             "user_id": n.user_id, "quantity": n.quantity, "status": n.status,
-             "payment_mode": n.payment_mode, "amount": n.amount, "currency": n.currency,
-             "prepayment_amount": n.prepayment_amount} for n in batch])
-        held = [n for n in batch if n.reservation_id is not None]
-        if held:
-            await uow.session.execute(insert(reservations), [
-                {"id": n.reservation_id, "registration_id": n.registration_id,
-                 "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
-                 "user_id": n.user_id, "quantity": n.quantity, "status": "held",
-                 "expires_at": n.expires_at} for n in held])
-        keyed = [n for n in batch if n.idempotency_key]
-        if keyed:
-            await uow.session.execute(insert(idempotency_keys), [
-                {"user_id": n.user_id, "key": n.idempotency_key,
-                 "registration_id": n.registration_id} for n in keyed])
-        for n in batch:
-            uow.correlation_id = n.correlation_id
-            uow.publish("registration.created", created_payload(n), aggregate_id=n.event_id)
+        await insert_registrations(uow, batch)
+
+
+async def write_offer(sessions: async_sessionmaker[AsyncSession], offer: NewRegistration,
+                      entry_id: str) -> None:
+    """A waiting-list offer: the registration with its hold, and the entry marked offered."""
+    async with UnitOfWork(sessions, "event") as uow:
+        await insert_registrations(uow, [offer], waitlist_offer=True)
+        await uow.session.execute(
+            update(waitlist_entries).where(waitlist_entries.c.id == entry_id)
+            .values(status="offered", registration_id=offer.registration_id))
+
+
+async def next_waiting(session: AsyncSession, event_id: str, ticket_type_id: str,
+                       available: int) -> dict[str, Any] | None:
+    row = (await session.execute(
+        select(waitlist_entries).where(
+            waitlist_entries.c.event_id == event_id,
+            waitlist_entries.c.ticket_type_id == ticket_type_id,
+            waitlist_entries.c.status == "waiting",
+            waitlist_entries.c.quantity <= available)
+        .order_by(waitlist_entries.c.created_at, waitlist_entries.c.id).limit(1))
+           ).mappings().first()
+    return dict(row) if row else None
+
+
+async def skip_waiting(sessions: async_sessionmaker[AsyncSession], entry_id: str) -> None:
+    async with sessions.begin() as session:
+        await session.execute(update(waitlist_entries).where(waitlist_entries.c.id == entry_id)
+                              .values(status="skipped"))
+
+
+async def insert_registrations(uow: UnitOfWork, batch: list[NewRegistration],
+                               waitlist_offer: bool = False) -> None:
+    await uow.session.execute(insert(registrations), [
+        {"id": n.registration_id, "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
+         "user_id": n.user_id, "quantity": n.quantity, "status": n.status,
+         "payment_mode": n.payment_mode, "amount": n.amount, "currency": n.currency,
+         "prepayment_amount": n.prepayment_amount} for n in batch])
+    held = [n for n in batch if n.reservation_id is not None]
+    if held:
+        await uow.session.execute(insert(reservations), [
+            {"id": n.reservation_id, "registration_id": n.registration_id,
+             "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
+             "user_id": n.user_id, "quantity": n.quantity, "status": "held",
+             "expires_at": n.expires_at} for n in held])
+    keyed = [n for n in batch if n.idempotency_key]
+    if keyed:
+        await uow.session.execute(insert(idempotency_keys), [
+            {"user_id": n.user_id, "key": n.idempotency_key,
+             "registration_id": n.registration_id} for n in keyed])
+    for n in batch:
+        uow.correlation_id = n.correlation_id
+        uow.publish("registration.created", created_payload(n) | {
+            "waitlist_offer": waitlist_offer}, aggregate_id=n.event_id)
 
 
 def created_payload(n: NewRegistration) -> dict[str, Any]:
