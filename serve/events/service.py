@@ -89,12 +89,13 @@ class EventAccess:
             raise Forbidden("only the organization's owner or moderators manage its events")
 
     async def can_see(self, ctx: RequestContext, event: dict[str, Any]) -> bool:
+        listed = event["status"] != domain.EventStatus.DRAFT
+        if listed and event["visibility"] == "public":
+            return True
         if await self.is_manager(ctx, event["organization_id"]):
             return True
-        if event["status"] == domain.EventStatus.DRAFT:
+        if not listed:
             return False
-        if event["visibility"] == "public":
-            return True
         if ctx.identity is None:
             return False
         async with self.sessions() as session:
