@@ -110,6 +110,7 @@ async def all_deactivated(limit_s: float = 600) -> None:
 async def many_events(settings: Settings, count: int, parallel: int,
                       verbose: bool, settle: float) -> dict[str, float]:
     await all_deactivated()
+    await asyncio.sleep(settle)
     base_rss, base_n = session_rss()
     pairs = await seed(settings, count, 100, 0)
     inventory = InventoryClient(settings.to_runtime())
