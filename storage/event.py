@@ -141,3 +141,10 @@ idempotency_keys = Table(
     Column("registration_id", Text, nullable=False),
     _now(),
 )
+
+reminders_sent = Table(
+    "reminders_sent", metadata,
+    Column("event_id", Text, ForeignKey("events.id"), primary_key=True),
+    Column("offset_minutes", Integer, primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -61,7 +61,8 @@ class EventService(ServiceBase):
                                                   self.inventory)
         self.handlers = EventHandlers(self.inventory)
         self.sweeper = asyncio.get_running_loop().create_task(sweep_forever(
-            self.sessions, self.inventory, self.settings.reservation_sweep_seconds))
+            self.sessions, self.inventory, self.settings.reservation_sweep_seconds,
+            self.settings.event_reminder_offsets_minutes))
 
     def message_handlers(self) -> dict[str, Handler]:
         """routing key -> ``async (uow, envelope)``, for the consumer runtime."""

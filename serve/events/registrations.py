@@ -39,17 +39,19 @@ class RegistrationUseCases(EventAccess):
 
     async def _owned_or_managed(self, ctx: RequestContext,
                                 registration_id: str) -> tuple[dict[str, Any], bool]:
-        """The registration and whether the caller is an organizer; 404 for anyone else."""
+        """The registration and whether the caller is an organizer (rather than its attendee);
+        404 for anyone else."""
         user_id = user_of(ctx)
         async with self.sessions() as session:
             row = await load_registration(session, registration_id)
         if row is None:
             raise NotFound(f"no registration {registration_id}")
+        if row["user_id"] == user_id:
+            return row, False
         event = await self.event(row["event_id"])
-        manager = await self.is_manager(ctx, event["organization_id"])
-        if row["user_id"] != user_id and not manager:
+        if not await self.is_manager(ctx, event["organization_id"]):
             raise NotFound(f"no registration {registration_id}")
-        return row, manager
+        return row, True
 
     def _with_code(self, row: dict[str, Any]) -> dict[str, Any]:
         view = registration_view(row)

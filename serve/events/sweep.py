@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actors.store import overdue_events
 from serve.common.logs import get_logger
+from serve.events.reminders import send_due_reminders
 from serve.events.service import Inventories
 
 log = get_logger("event.sweep")
@@ -27,7 +28,8 @@ async def sweep_once(sessions: async_sessionmaker[AsyncSession], inventory: Inve
 
 
 async def sweep_forever(sessions: async_sessionmaker[AsyncSession], inventory: Inventories,
-                        interval_seconds: float) -> None:
+                        interval_seconds: float, reminder_offsets: list[int]) -> None:
+    """The event service's background loop: overdue holds, then due reminders."""
     while True:
         await asyncio.sleep(interval_seconds)
         try:
@@ -36,3 +38,7 @@ async def sweep_forever(sessions: async_sessionmaker[AsyncSession], inventory: I
                 log.warning("the sweep expired %d overdue reservation(s)", count)
         except Exception:
             log.exception("reservation sweep failed")
+        try:
+            await send_due_reminders(sessions, reminder_offsets)
+        except Exception:
+            log.exception("sending reminders failed")

@@ -15,6 +15,9 @@ import pytest
 
 from tests.conftest import free_port
 
+# Known to the tests so they can mint access tokens for users the platform has not seen.
+E2E_JWT_SECRET = "e2e-" + "0123456789abcdef" * 4
+
 
 class RunningPlatform:
     def __init__(self, base_url: str, log: Path) -> None:
@@ -38,6 +41,7 @@ def platform(fresh_database: str, amqp_url: str, redis_url: str,
         "AFISHA_HTTP_PORT": str(port),
         "AFISHA_DASHBOARD_PORT": str(free_port()),
         "AFISHA_DATA_DIR": str(work / "data"),
+        "AFISHA_JWT_SECRET": E2E_JWT_SECRET,
         "AFISHA_RATE_LIMIT_AUTH_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",

@@ -21,6 +21,7 @@ from serve.common.context import Identity, RequestContext
 from serve.common.errors import Conflict, Forbidden, NotFound, Unprocessable
 from serve.events.handlers import EventHandlers
 from serve.events.registrations import RegistrationUseCases
+from serve.events.reminders import send_due_reminders
 from serve.events.schemas import (
     CheckInIn,
     EventFilters,
@@ -284,3 +285,15 @@ async def test_the_sweep_expires_holds_of_a_lost_actor_exactly_once(world: World
                               .where(waitlist_entries.c.event_id == event_id)) == 0
     counts = (await world.inventory.call(event_id, "ready"))["ticket_types"][tt]
     assert counts == {"quantity": 3, "confirmed": 0, "held": 0, "available": 3}
+
+
+async def test_reminders_are_published_once_per_offset(world: World) -> None:
+    event_id, _ = await world.published_event("org-remind")
+    day_before = START - timedelta(hours=23)
+    assert await send_due_reminders(world.sessions, [1440, 60], day_before) >= 1
+    assert await send_due_reminders(world.sessions, [1440, 60], day_before) == 0
+    hour_before = START - timedelta(minutes=30)
+    await send_due_reminders(world.sessions, [1440, 60], hour_before)
+    await send_due_reminders(world.sessions, [1440, 60], hour_before)
+    offsets = [d["offset_minutes"] for d in await world.published("event.reminder", event_id)]
+    assert sorted(offsets) == [60, 1440]

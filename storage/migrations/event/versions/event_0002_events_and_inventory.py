@@ -1,5 +1,5 @@
 """event service: events, ticket types, registrations, reservations, check-ins, waiting
-lists, the group-members mirror and registration idempotency keys.
+lists, the group-members mirror, registration idempotency keys and reminders sent.
 
 Revision ID: event_0002
 Revises: event_0001
@@ -124,8 +124,15 @@ STATEMENTS = [
         created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
         PRIMARY KEY (user_id, key)
     )""",
+    """CREATE TABLE {s}.reminders_sent (
+        event_id TEXT NOT NULL,
+        offset_minutes INTEGER NOT NULL,
+        sent_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+        PRIMARY KEY (event_id, offset_minutes),
+        FOREIGN KEY(event_id) REFERENCES {s}.events (id)
+    )""",
 ]
-TABLES = ["idempotency_keys", "group_members", "waitlist_entries",
+TABLES = ["reminders_sent", "idempotency_keys", "group_members", "waitlist_entries",
           "checkins", "reservations", "registrations", "ticket_types", "events"]
 
 
