@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from serve.common.context import RequestContext
+from serve.common.errors import ProblemError
 from serve.events.schemas import (
     CheckInIn,
     EventFilters,
@@ -110,7 +111,12 @@ async def register(event_id: str, ctx: UserContext, services: ServicesDep,
     key = idempotency_key or uuid.uuid4().hex
     known: set[str] = request.app.state.known_events
     if event_id not in known:
-        result = await services.event.call("register", ctx, event_id, body, key)
+        try:
+            result = await services.event.call("register", ctx, event_id, body, key)
+        except ProblemError as exc:
+            if exc.status != 404:  # the event exists and is visible: go direct from now on
+                known.add(event_id)
+            raise
         known.add(event_id)
         return result
     return await reserve_direct(inventory, ctx, event_id, body, key)
