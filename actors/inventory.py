@@ -58,7 +58,8 @@ class InventoryActor:
         self.inv = Inventory()
         self.catalogue: store.Catalogue | None = None
         self.hold_owner: dict[str, str] = {}  # reservation id -> registration id
-        self.by_key: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        # (user, Idempotency-Key) -> the answer being written, or the registration id.
+        self.by_key: dict[tuple[str, str], asyncio.Future[dict[str, Any]] | str] = {}
         self.pending: list[Pending] = []
         self.flusher: asyncio.Task[None] | None = None
         self.housekeeper: asyncio.Task[None] | None = None
@@ -94,7 +95,9 @@ class InventoryActor:
                 raise NotFound(f"no event {self.event_id}")
             inv = Inventory()
             owners = await store.load_inventory(session, self.event_id, catalogue, inv)
+            keys = await store.load_keys(session, self.event_id)
         self.inv, self.hold_owner, self.catalogue = inv, owners, catalogue
+        self.by_key = dict(keys)
         self.housekeeper = asyncio.get_running_loop().create_task(self._housekeeping())
         self.log.info("inventory of %s loaded: %s", self.event_id, inv.counts())
 
@@ -120,23 +123,21 @@ class InventoryActor:
                       correlation_id: str = "-") -> dict[str, Any]:
         catalogue = await self._ensure_loaded()
         key = (user_id, idempotency_key) if idempotency_key else None
-        if key:
-            earlier = await self._earlier(key)
-            if earlier is not None:
-                return earlier
-        event = catalogue.event
-        rules = catalogue.rules.get(ticket_type_id)
-        if rules is None:
+        if key and key in self.by_key:
+            return await self._replay(key)
+        if ticket_type_id not in catalogue.rules:
             raise NotFound(f"no ticket type {ticket_type_id} for event {self.event_id}")
-        if event["visibility"] == "group":
+        if catalogue.event["visibility"] == "group":
             async with self.sessions() as session:
-                member = await store.is_group_member(session, event["group_id"], user_id)
+                member = await store.is_group_member(session, catalogue.event["group_id"],
+                                                     user_id)
             if not member:
                 raise Forbidden("only members of the event's group may register")
-        if key and key in self.by_key:  # the same key arrived while we awaited
-            return await asyncio.shield(self.by_key[key])
-        now = time.time()
-        check_can_register(event["status"], rules, datetime.fromtimestamp(now, UTC))
+            if key and key in self.by_key:  # the same key arrived while we awaited
+                return await self._replay(key)
+        catalogue = self.catalogue or catalogue  # as refreshed meanwhile
+        check_can_register(catalogue.event["status"], catalogue.rules[ticket_type_id],
+                           datetime.now(UTC))
         decision = self._decide(user_id, ticket_type_id, quantity, payment_mode,
                                 idempotency_key, correlation_id,
                                 self.settings.reservation_ttl_seconds)
@@ -171,15 +172,16 @@ class InventoryActor:
             charge.currency, charge.prepayment_amount, expires_at, idempotency_key,
             correlation_id)
 
-    async def _earlier(self, key: tuple[str, str]) -> dict[str, Any] | None:
-        """The registration an idempotency key already produced, if any."""
-        if key in self.by_key:
-            return await asyncio.shield(self.by_key[key])
+    async def _replay(self, key: tuple[str, str]) -> dict[str, Any]:
+        """The registration an idempotency key already produced on this event.
+
+        Every key of this event is in memory (loaded on start, added on each decision), so
+        this reads the database only to answer a retry whose first answer was lost."""
+        earlier = self.by_key[key]
+        if isinstance(earlier, asyncio.Future):
+            return await asyncio.shield(earlier)
         async with self.sessions() as session:
-            registration_id = await store.registration_for_key(session, *key)
-            if registration_id is None:
-                return None
-            row = await store.load_registration(session, registration_id)
+            row = await store.load_registration(session, earlier)
         assert row is not None
         return registration_view(row)
 
@@ -217,8 +219,8 @@ class InventoryActor:
             self._answer(*item)
 
     def _answer(self, d: NewRegistration, future: asyncio.Future[dict[str, Any]]) -> None:
-        # The answered future stays in ``by_key``: a retry that read the database before the
-        # commit still finds the registration here.
+        if d.idempotency_key:  # later retries with this key get this registration
+            self.by_key[(d.user_id, d.idempotency_key)] = d.registration_id
         if not future.done():
             future.set_result(registration_view({
                 "id": d.registration_id, "event_id": d.event_id,

@@ -106,9 +106,14 @@ async def is_group_member(session: AsyncSession, group_id: str, user_id: str) ->
     return found is not None
 
 
-async def registration_for_key(session: AsyncSession, user_id: str, key: str) -> str | None:
-    return await session.scalar(select(idempotency_keys.c.registration_id).where(
-        idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key))
+async def load_keys(session: AsyncSession, event_id: str) -> dict[tuple[str, str], str]:
+    """(user, Idempotency-Key) -> registration, for the registrations of one event."""
+    rows = await session.execute(
+        select(idempotency_keys.c.user_id, idempotency_keys.c.key,
+               idempotency_keys.c.registration_id)
+        .join(registrations, registrations.c.id == idempotency_keys.c.registration_id)
+        .where(registrations.c.event_id == event_id))
+    return {(r.user_id, r.key): r.registration_id for r in rows.all()}
 
 
 async def write_registrations(sessions: async_sessionmaker[AsyncSession],

@@ -62,7 +62,8 @@ async def hot_event(settings: Settings, clients: int, seconds: float) -> dict[st
         i = 0
         while time.perf_counter() < stop:
             began = time.perf_counter()
-            await inventory.call(event_id, "reserve", f"c{n}-{i}", tt, 1)
+            # Like the gateway: every request carries an Idempotency-Key.
+            await inventory.call(event_id, "reserve", f"c{n}-{i}", tt, 1, "full", f"k{n}-{i}")
             latencies.append(time.perf_counter() - began)
             i += 1
 
