@@ -80,14 +80,23 @@ async def hot_event(settings: Settings, clients: int, seconds: float) -> dict[st
 
 
 def session_processes() -> list[tuple[str, int]]:
-    """(command, RSS) of the processes of this Ray session (not this driver)."""
+    """(command, RSS) of the processes of this Ray session: those naming its session
+    directory (GCS, raylet, agents) and all their descendants (workers, actors). Other Ray
+    instances on the machine are not counted; this driver is not either."""
     session_dir = ray._private.worker._global_node.get_session_dir_path()
-    found = []
-    for proc in psutil.process_iter(["cmdline", "memory_info"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if session_dir in cmd or cmd.startswith("ray::"):
-            found.append((cmd[:60], proc.info["memory_info"].rss))
-    return found
+    roots = [p for p in psutil.process_iter(["cmdline"])
+             if session_dir in " ".join(p.info["cmdline"] or [])]
+    found: dict[int, psutil.Process] = {}
+    for root in roots:
+        for proc in [root, *root.children(recursive=True)]:
+            found.setdefault(proc.pid, proc)
+    result = []
+    for proc in found.values():
+        try:
+            result.append((" ".join(proc.cmdline())[:60], proc.memory_info().rss))
+        except psutil.NoSuchProcess:
+            continue
+    return result
 
 
 def session_rss() -> tuple[int, int]:
