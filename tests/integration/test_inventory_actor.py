@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from actors.client import InventoryClient
 from actors.inventory import NAMESPACE, actor_name
@@ -48,6 +48,13 @@ class Db:
                                    .where(registrations.c.event_id == event_id)
                                    .group_by(registrations.c.status))
             return Counter({status: int(n) for status, n in rows.all()})
+
+    async def transactions(self, event_id: str) -> int:
+        """How many transactions wrote this event's registrations (xmin per row)."""
+        async with self.sessions() as s:
+            return int(await s.scalar(text(
+                "SELECT count(DISTINCT xmin::text) FROM registrations WHERE event_id = :e"),
+                {"e": event_id}))
 
     async def held(self, event_id: str) -> int:
         async with self.sessions() as s:
@@ -95,6 +102,7 @@ async def test_500_concurrent_registrations_for_100_seats(migrated_settings: Set
     assert await db.statuses(event_id) == Counter({"pending_payment": 100})
     assert await db.held(event_id) == 100
     assert await db.published("registration.created", event_id) == 100
+    assert await db.transactions(event_id) < 100  # group commit: batches of several
     counts = await inv.call(event_id, "ready")
     assert counts["ticket_types"][tt] == {"quantity": 100, "confirmed": 0, "held": 100,
                                           "available": 0}
