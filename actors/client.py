@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from actors.batching import ReserveBatcher
 from cluster.settings import Settings
 from serve.common.errors import ProblemError, ServiceUnavailable
 
@@ -18,6 +19,17 @@ class InventoryClient:
         self.config = config
         self.settings = Settings.from_runtime(config)
         self._handles: dict[str, Any] = {}
+        window = self.settings.inventory_client_batch_ms / 1000
+        self._batcher = ReserveBatcher(self, window) if window > 0 else None
+
+    async def reserve(self, event_id: str, user_id: str, ticket_type_id: str, quantity: int,
+                      payment_mode: str, idempotency_key: str, correlation_id: str) -> Any:
+        """Reserve seats (the hot path); batched with concurrent requests for the event."""
+        request = (user_id, ticket_type_id, quantity, payment_mode, idempotency_key,
+                   correlation_id)
+        if self._batcher is None:
+            return await self.call(event_id, "reserve", *request)
+        return await self._batcher.reserve(event_id, request)
 
     def handle(self, event_id: str) -> Any:
         handle = self._handles.get(event_id)

@@ -149,6 +149,17 @@ class InventoryActor:
             self.flusher = asyncio.get_running_loop().create_task(self._flush())
         return await asyncio.shield(future)
 
+    async def reserve_many(self, requests: list[tuple[Any, ...]]) -> list[tuple[bool, Any]]:
+        """Several ``reserve`` calls in one (caller-side batching): ``(True, registration)``
+        or ``(False, error)`` for each, in order."""
+        results = await asyncio.gather(*(self.reserve(*r) for r in requests),
+                                       return_exceptions=True)
+        if any(isinstance(r, ActorClosing) for r in results):
+            raise ActorClosing(self.event_id)
+        return [(True, r) if not isinstance(r, BaseException)
+                else (False, r if isinstance(r, ProblemError) else RuntimeError(repr(r)))
+                for r in results]
+
     def _decide(self, user_id: str, ticket_type_id: str, quantity: int, payment_mode: str,
                 idempotency_key: str | None, correlation_id: str,
                 ttl_seconds: float) -> NewRegistration:

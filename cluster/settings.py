@@ -77,9 +77,11 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: int = Field(default=900, ge=1)
     waitlist_offer_ttl_seconds: int = Field(default=900, ge=1)
     # Per-event inventory actors: idle ones exit after this long; requests arriving within the
-    # batch window are persisted in one transaction; CPU reserved by each actor.
+    # batch window are persisted in one transaction; callers send the reservations arriving
+    # within their batch window in one actor call; CPU reserved by each actor.
     inventory_idle_seconds: float = Field(default=300, gt=0)
     inventory_batch_window_ms: float = Field(default=2, ge=0)
+    inventory_client_batch_ms: float = Field(default=2, ge=0)
     inventory_num_cpus: float = Field(default=0, ge=0)
     reservation_sweep_seconds: float = Field(default=30, gt=0)
     # event.reminder is published this many minutes before an event starts (comma-separated).

@@ -32,9 +32,9 @@ class RegistrationUseCases(EventAccess):
         that only hold the event service's handle."""
         user_id = user_of(ctx)
         await self.visible_event(ctx, event_id)
-        result: dict[str, Any] = await self.inventory.call(
-            event_id, "reserve", user_id, body.ticket_type_id, body.quantity,
-            body.payment_mode, idempotency_key or uuid.uuid4().hex, ctx.correlation_id)
+        result: dict[str, Any] = await self.inventory.reserve(
+            event_id, user_id, body.ticket_type_id, body.quantity, body.payment_mode,
+            idempotency_key or uuid.uuid4().hex, ctx.correlation_id)
         return result
 
     async def _owned_or_managed(self, ctx: RequestContext,

@@ -52,6 +52,9 @@ class Inventories(Protocol):
 
     async def call_if_active(self, event_id: str, method: str, *args: Any) -> Any: ...
 
+    async def reserve(self, event_id: str, user_id: str, ticket_type_id: str, quantity: int,
+                      payment_mode: str, idempotency_key: str, correlation_id: str) -> Any: ...
+
 
 def user_of(ctx: RequestContext) -> str:
     if ctx.identity is None:

@@ -22,6 +22,9 @@ class Recorder:
         self.calls.append(args)
         return {"id": "r1", "status": "pending_payment"}
 
+    async def reserve(self, *args: Any) -> Any:
+        return await self.call(args[0], "reserve", *args[1:])
+
 
 def app() -> tuple[TestClient, Recorder, Recorder]:
     event, inventory = Recorder(), Recorder()

@@ -125,8 +125,8 @@ async def register(event_id: str, ctx: UserContext, services: ServicesDep,
 async def reserve_direct(inventory: Any, ctx: RequestContext, event_id: str,
                          body: RegistrationIn, key: str) -> Any:
     assert ctx.identity is not None
-    return await inventory.call(event_id, "reserve", ctx.identity.user_id, body.ticket_type_id,
-                                body.quantity, body.payment_mode, key, ctx.correlation_id)
+    return await inventory.reserve(event_id, ctx.identity.user_id, body.ticket_type_id,
+                                   body.quantity, body.payment_mode, key, ctx.correlation_id)
 
 
 @router.get("/registrations/{registration_id}", summary="A registration (ticket code if yours)")
