@@ -220,10 +220,9 @@ class InventoryActor:
     async def _write_alone(self, item: Pending) -> None:
         try:
             await store.write_registrations(self.sessions, [item[0]])
-        except IntegrityError as exc:
+        except IntegrityError:
             self._undo(item, Conflict("this Idempotency-Key was already used for another "
                                       "request", slug="idempotency-key-reused"))
-            del exc
         except Exception as exc:
             self._undo(item, exc)
         else:
@@ -260,8 +259,9 @@ class InventoryActor:
         async with self.mutate:
             row = await self._registration(registration_id)
             status, hold_id = row["status"], row["reservation_id"]
-            if status in (RegistrationStatus.CONFIRMED, RegistrationStatus.CHECKED_IN):
-                return registration_view(row)
+            if row["refund_due"] or status in (RegistrationStatus.CONFIRMED,
+                                               RegistrationStatus.CHECKED_IN):
+                return registration_view(row)  # decided before: a redelivery changes nothing
             if status == RegistrationStatus.PENDING_PAYMENT and hold_id in self.inv.holds:
                 async with UnitOfWork(self.sessions, "event") as uow:
                     await store.end_reservation(uow, hold_id, "confirmed")

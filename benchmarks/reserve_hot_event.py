@@ -1,9 +1,11 @@
 """Reservations on one hot event, and the memory of many events whose actors deactivated.
 
 1. ``--clients`` concurrent clients reserve one seat each, in a loop, for ``--seconds`` on one
-   published event (paid tickets, so every success writes a hold, a registration and an outbox
-   row). The clients call the inventory actor the way the gateway does (one Ray hop), so the
-   numbers are the actor + group commit path without HTTP. Prints reservations/s, p50, p99.
+   published event (paid tickets, so every success writes a hold, a registration, a key and an
+   outbox row). The clients call the inventory actor the way the gateway does (one Ray hop),
+   first with one actor call per request, then through the caller-side batcher, so the numbers
+   are the actor + group commit path without HTTP. Prints reservations/s, p50, p99 and the mean
+   number of registrations each database commit wrote.
 2. ``--events`` events get one reservation each (free tickets, so no hold keeps the actor
    alive), their actors deactivate after ``--idle`` seconds, and the RSS of every process of the
    Ray session is compared with the baseline before step 2; the rows' size in Postgres too.
@@ -51,7 +53,8 @@ async def seed(settings: Settings, count: int, quantity: int, price: int) -> lis
     return pairs
 
 
-async def hot_event(settings: Settings, clients: int, seconds: float) -> dict[str, float]:
+async def hot_event(settings: Settings, clients: int, seconds: float,
+                    batched: bool) -> dict[str, float]:
     [(event_id, tt)] = await seed(settings, 1, 10**8, 1000)
     inventory = InventoryClient(settings.to_runtime())
     await inventory.call(event_id, "ready")
@@ -63,7 +66,11 @@ async def hot_event(settings: Settings, clients: int, seconds: float) -> dict[st
         while time.perf_counter() < stop:
             began = time.perf_counter()
             # Like the gateway: every request carries an Idempotency-Key.
-            await inventory.call(event_id, "reserve", f"c{n}-{i}", tt, 1, "full", f"k{n}-{i}")
+            request = (f"c{n}-{i}", tt, 1, "full", f"k{n}-{i}", "bench")
+            if batched:
+                await inventory.reserve(event_id, *request)
+            else:
+                await inventory.call(event_id, "reserve", *request)
             latencies.append(time.perf_counter() - began)
             i += 1
 
@@ -73,10 +80,17 @@ async def hot_event(settings: Settings, clients: int, seconds: float) -> dict[st
     counts = await inventory.call(event_id, "ready")
     assert counts["ticket_types"][tt]["held"] == len(latencies)
     ray.kill(inventory.handle(event_id), no_restart=True)  # its holds would keep it alive
+    engine = create_engine(settings, "event")
+    async with engine.connect() as conn:
+        transactions = await conn.scalar(text(
+            "SELECT count(DISTINCT xmin::text) FROM registrations WHERE event_id = :e"),
+            {"e": event_id})
+    await engine.dispose()
     ordered = sorted(latencies)
     return {"reservations": len(latencies), "per_s": len(latencies) / elapsed,
             "p50_ms": 1000 * statistics.median(ordered),
-            "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))]}
+            "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
+            "rows_per_commit": len(latencies) / max(int(transactions or 0), 1)}
 
 
 def session_processes() -> list[tuple[str, int]]:
@@ -185,10 +199,13 @@ def main() -> None:
         migrate.upgrade(settings)
         ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="afisha-bench",
                  logging_level="WARNING")
-        hot = asyncio.run(hot_event(settings, args.clients, args.seconds))
-        print(f"hot event, {args.clients} clients, {args.seconds:.0f} s: "
-              f"{hot['reservations']:.0f} reservations, {hot['per_s']:.0f}/s, "
-              f"p50 {hot['p50_ms']:.1f} ms, p99 {hot['p99_ms']:.1f} ms", flush=True)
+        for batched in (False, True):
+            hot = asyncio.run(hot_event(settings, args.clients, args.seconds, batched))
+            how = "batched actor calls" if batched else "one actor call per request"
+            print(f"hot event, {args.clients} clients, {args.seconds:.0f} s, {how}: "
+                  f"{hot['reservations']:.0f} reservations, {hot['per_s']:.0f}/s, "
+                  f"p50 {hot['p50_ms']:.1f} ms, p99 {hot['p99_ms']:.1f} ms, "
+                  f"{hot['rows_per_commit']:.1f} registrations per commit", flush=True)
         if args.events:
             mem: dict[str, Any] = asyncio.run(many_events(settings, args.events, args.parallel,
                                                        args.verbose, args.settle))

@@ -171,9 +171,13 @@ async def test_late_payment_is_accepted_only_while_seats_remain(migrated_setting
     late = await inv.call(event_id, "reserve", "late", tt, 1)
     await asyncio.sleep(1.2)
     await inv.call(event_id, "expire_due")
-    await inv.call(event_id, "reserve", "winner", tt, 1)
+    winner = await inv.call(event_id, "reserve", "winner", tt, 1)
     refused = await inv.call(event_id, "confirm_payment", late["id"])
     assert refused["status"] == "expired" and refused["refund_due"] is True
+    await inv.call(event_id, "cancel", winner["id"], "attendee")  # a seat frees up again...
+    again = await inv.call(event_id, "confirm_payment", late["id"])  # ...redelivered payment
+    assert again["status"] == "expired" and again["refund_due"] is True
+    assert await db.published("registration.cancelled", event_id) == 3
     assert await db.published("reservation.expired", event_id) == 2
     counts = (await inv.call(event_id, "ready"))["ticket_types"][tt]
     assert counts["confirmed"] + counts["held"] == 1
