@@ -116,7 +116,8 @@ class RegistrationUseCases(EventAccess):
         """Participants: open -> attendees and organizers see them; closed -> organizers."""
         user_id = user_of(ctx)
         event = await self.visible_event(ctx, event_id)
-        if not await self.is_manager(ctx, event["organization_id"]):
+        manager = await self.is_manager(ctx, event["organization_id"])
+        if not manager:
             async with self.sessions() as session:
                 attending = await session.scalar(select(registrations.c.id).where(
                     registrations.c.event_id == event_id, registrations.c.user_id == user_id,
@@ -124,7 +125,13 @@ class RegistrationUseCases(EventAccess):
             if event["participants_visibility"] == "closed" or attending is None:
                 raise Forbidden("the participant list is not visible to you")
         query = select(registrations).where(registrations.c.event_id == event_id)
-        return await self._page(query, cursor)
+        if not manager:  # attendees see who comes, not what anyone paid
+            query = query.where(registrations.c.status.in_(TICKET_ISSUED))
+        page = await self._page(query, cursor)
+        if not manager:
+            page["items"] = [{k: r[k] for k in ("id", "user_id", "ticket_type_id", "quantity",
+                                                 "status")} for r in page["items"]]
+        return page
 
     async def my_registrations(self, ctx: RequestContext,
                                cursor: str | None = None) -> dict[str, Any]:
