@@ -66,7 +66,7 @@ async def hot_event(settings: Settings, clients: int, seconds: float,
         while time.perf_counter() < stop:
             began = time.perf_counter()
             # Like the gateway: every request carries an Idempotency-Key.
-            request = (f"c{n}-{i}", tt, 1, "full", f"k{n}-{i}", "bench")
+            request = (f"c{n}-{i}", tt, 1, "full", f"{event_id}-{n}-{i}", "bench")
             if batched:
                 await inventory.reserve(event_id, *request)
             else:
