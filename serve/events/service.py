@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, func, insert, or_, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings
@@ -28,7 +28,7 @@ from serve.common.errors import (
 from serve.events import domain
 from serve.events.schemas import EventFilters, EventIn, EventUpdate, TicketTypeIn
 from serve.events.views import event_view, ticket_type_view
-from storage.event import events, group_members, ticket_types
+from storage.event import events, group_members, registrations, reservations, ticket_types
 
 LIFECYCLE_EVENTS = {"publish": "event.published", "cancel": "event.cancelled",
                     "complete": "event.completed"}
@@ -216,9 +216,8 @@ class EventUseCases(EventAccess):
             rows = (await session.execute(
                 select(ticket_types).where(ticket_types.c.event_id == event_id)
                 .order_by(ticket_types.c.created_at, ticket_types.c.id))).mappings().all()
-        counts = await self.inventory.call_if_active(event_id, "ready") or {}
-        available = counts.get("ticket_types", {})
-        return {"items": [ticket_type_view(dict(r), available.get(r["id"], {}).get("available"))
+            taken = await seats_taken(session, event_id)
+        return {"items": [ticket_type_view(dict(r), max(r["quantity"] - taken.get(r["id"], 0), 0))
                           for r in rows], "next_cursor": None}
 
     async def create_ticket_type(self, ctx: RequestContext, event_id: str,
@@ -256,6 +255,20 @@ class EventUseCases(EventAccess):
                    ).mappings().one()
         await self.inventory.call_if_active(event_id, "refresh")
         return ticket_type_view(dict(row))
+
+
+async def seats_taken(session: AsyncSession, event_id: str) -> dict[str, int]:
+    """Seats per ticket type that are confirmed or held, as committed (for listings; the
+    inventory actor alone decides)."""
+    confirmed = (select(registrations.c.ticket_type_id.label("tt"),
+                        registrations.c.quantity.label("n"))
+                 .where(registrations.c.event_id == event_id,
+                        registrations.c.status.in_(domain.TICKET_ISSUED)))
+    held = (select(reservations.c.ticket_type_id.label("tt"), reservations.c.quantity.label("n"))
+            .where(reservations.c.event_id == event_id, reservations.c.status == "held"))
+    both = union_all(confirmed, held).subquery()
+    rows = await session.execute(select(both.c.tt, func.sum(both.c.n)).group_by(both.c.tt))
+    return {tt: int(n) for tt, n in rows.all()}
 
 
 def rules_of(body: TicketTypeIn) -> domain.TicketTypeRules:

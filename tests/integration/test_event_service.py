@@ -152,6 +152,8 @@ async def test_paid_registration_payment_check_in_and_ticket(world: World) -> No
     reg = await world.regs.register(as_user("alice"), event_id,
                                     RegistrationIn(ticket_type_id=tt, quantity=2), "idem-1")
     assert reg["status"] == "pending_payment" and reg["amount"]["amount"] == 5000
+    [listed] = (await world.events.list_ticket_types(as_user(None), event_id))["items"]
+    assert (listed["quantity"], listed["available"]) == (10, 8)
     assert (await world.regs.get_registration(as_user("alice"), reg["id"]))["ticket_code"] is None
     await world.handle("payment.completed", payment(reg))
     await world.handle("payment.completed", payment(reg))  # redelivered: no change
