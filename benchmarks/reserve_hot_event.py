@@ -10,30 +10,43 @@
    alive), their actors deactivate after ``--idle`` seconds, and the RSS of every process of the
    Ray session is compared with the baseline before step 2; the rows' size in Postgres too.
 
+With ``--http`` it instead starts the whole platform (``afisha run``) and the clients POST
+``/api/v1/events/{id}/registrations`` over HTTP (gateway -> actor, one hop).
+
 Runs against a temporary database on ``--database-url`` (created, migrated, dropped) and a
-local Ray instance it starts and stops.
+local Ray instance (or platform) it starts and stops.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import psutil
 import ray
 from sqlalchemy import insert, text
 
 from actors.client import InventoryClient
 from cluster.settings import Settings, normalize_database_url
+from serve.users.tokens import issue_access_token
 from storage import migrate
 from storage.engine import create_engine, sessionmaker
 from storage.event import events, ticket_types
+
+SECRET = "bench-" + "s" * 40
 
 
 async def seed(settings: Settings, count: int, quantity: int, price: int) -> list[tuple[str, str]]:
@@ -168,12 +181,89 @@ async def many_events(settings: Settings, count: int, parallel: int,
             "event_schema_mib": int(db_bytes or 0) / 2**20}
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_platform(database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
+    env.update({"AFISHA_DATABASE_URL": database_url, "AFISHA_HTTP_PORT": str(port),
+                "AFISHA_DASHBOARD_PORT": str(free_port()), "AFISHA_JWT_SECRET": SECRET,
+                "AFISHA_DATA_DIR": tempfile.mkdtemp(prefix="afisha-bench-"),
+                "AFISHA_LOG_LEVEL": "WARNING", "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
+                "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
+                "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())})
+    process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        if process.poll() is not None:
+            raise SystemExit(f"afisha run exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/actuator/health", timeout=5).status_code == 200:
+                return process, base_url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    raise SystemExit("the platform did not become healthy")
+
+
+async def http_hot_event(settings: Settings, base_url: str, clients: int,
+                         seconds: float) -> dict[str, float]:
+    [(event_id, tt)] = await seed(settings, 1, 10**8, 1000)
+    url = f"/api/v1/events/{event_id}/registrations"
+    latencies: list[float] = []
+    failures: list[int] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+        await http.post(url, json={"ticket_type_id": tt}, headers={  # the event becomes known
+            "Authorization": f"Bearer {issue_access_token(settings, 'warm-up')}"})
+        stop = time.perf_counter() + seconds
+
+        async def client(n: int) -> None:
+            headers = {"Authorization": f"Bearer {issue_access_token(settings, f'fan-{n}')}"}
+            while time.perf_counter() < stop:
+                began = time.perf_counter()
+                response = await http.post(url, json={"ticket_type_id": tt}, headers=headers)
+                if response.status_code == 201:
+                    latencies.append(time.perf_counter() - began)
+                else:
+                    failures.append(response.status_code)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        elapsed = time.perf_counter() - began
+    ordered = sorted(latencies)
+    return {"reservations": len(latencies), "failures": len(failures),
+            "per_s": len(latencies) / elapsed, "p50_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))]}
+
+
 async def admin(url: str, sql: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def run_http(settings: Settings, url: str, args: argparse.Namespace) -> None:
+    process, base_url = start_platform(url)
+    try:
+        hot = asyncio.run(http_hot_event(settings.model_copy(update={"jwt_secret": SECRET}),
+                                         base_url, args.clients, args.seconds))
+        print(f"hot event over HTTP, {args.clients} clients, {args.seconds:.0f} s: "
+              f"{hot['reservations']:.0f} reservations ({hot['failures']:.0f} failed), "
+              f"{hot['per_s']:.0f}/s, p50 {hot['p50_ms']:.1f} ms, p99 {hot['p99_ms']:.1f} ms",
+              flush=True)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(120)
 
 
 def main() -> None:
@@ -187,6 +277,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=2, help="actor idle seconds")
     parser.add_argument("--window-ms", type=float, default=2, help="group-commit window")
     parser.add_argument("--settle", type=float, default=15, help="seconds before measuring")
+    parser.add_argument("--http", action="store_true", help="through the platform over HTTP")
     parser.add_argument("--verbose", action="store_true", help="list the processes measured")
     args = parser.parse_args()
     name = f"afisha_bench_{uuid.uuid4().hex[:8]}"
@@ -197,6 +288,9 @@ def main() -> None:
         "inventory_batch_window_ms": args.window_ms, "log_level": "WARNING"})
     try:
         migrate.upgrade(settings)
+        if args.http:
+            run_http(settings, url, args)
+            return
         ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="afisha-bench",
                  logging_level="WARNING")
         for batched in (False, True):
