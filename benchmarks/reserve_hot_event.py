@@ -196,7 +196,10 @@ def start_platform(database_url: str) -> tuple[subprocess.Popen[bytes], str]:
                 "AFISHA_LOG_LEVEL": "WARNING", "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
                 "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
                 "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-                "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())})
+                "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+                # Serve's fallback proxy port is fixed; another platform may hold it.
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
+                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port())})
     process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
