@@ -70,6 +70,9 @@ class Settings(BaseSettings):
 
     # HTTP and Ray.
     http_host: str = "127.0.0.1"
+    # Trusted reverse proxies in front of the gateway: with N > 0 the client address (rate
+    # limits, login throttling) is the N-th entry from the right of X-Forwarded-For.
+    forwarded_for_hops: int = Field(default=0, ge=0)
     http_port: int = Field(default=8080, ge=1, le=65535)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8265, ge=1, le=65535)

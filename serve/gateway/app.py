@@ -26,9 +26,8 @@ from serve.common.context import (
 from serve.common.errors import ProblemError, problem
 from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
 from serve.common.logs import get_logger
-from serve.gateway.auth import enforce_authentication
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
-from serve.gateway.deps import base_context
+from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.metrics import GatewayMetrics
 from serve.gateway.ratelimit import RateLimitMiddleware, build_limiter
 from serve.gateway.routes import all_routers

@@ -1,22 +1,19 @@
-"""Which routes are public, and the dependency that requires an access token everywhere else.
+"""Which routes are public, who the client is (user id or IP) for rate limiting.
 
-``enforce_authentication`` is attached by ``create_app`` to every router it mounts, so a new
-route is protected unless its method and path template are listed here. Public: the auth
-endpoints, the event list and detail, provider webhooks, analytics tracking (plus the
-operations routes and docs, which live outside the routers).
+``serve.gateway.deps.enforce_authentication`` is attached by ``create_app`` to every router it
+mounts, so a new route is protected unless its method and path template are listed here.
+Public: the auth endpoints, the event list and detail, provider webhooks, analytics tracking
+(plus the operations routes and docs, which live outside the routers).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from fastapi import Depends, Request
+from collections.abc import Mapping
+from typing import Any
 
 from cluster.settings import Settings
-from serve.common.context import RequestContext
 from serve.common.errors import Unauthorized
-from serve.gateway.deps import optional_identity
 from serve.users.tokens import identity_from_access_token
 
 PUBLIC_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = (
@@ -33,17 +30,6 @@ def is_public(method: str, template: str) -> bool:
                for methods, pattern in PUBLIC_ROUTES)
 
 
-def enforce_authentication(
-    request: Request, ctx: Annotated[RequestContext, Depends(optional_identity)],
-) -> None:
-    """401 unless the route is public or a valid access token was sent."""
-    if ctx.identity is not None:
-        return
-    template = getattr(request.scope.get("route"), "path", request.url.path)
-    if not is_public(request.method, template):
-        raise Unauthorized("send an access token: Authorization: Bearer <token>")
-
-
 def bearer_subject(settings: Settings, authorization: str | None) -> str | None:
     """The user id of a valid ``Bearer`` access token, else None (never raises)."""
     if not authorization or authorization[:7].lower() != "bearer ":
@@ -52,3 +38,16 @@ def bearer_subject(settings: Settings, authorization: str | None) -> str | None:
         return identity_from_access_token(settings, authorization[7:].strip()).user_id
     except (Unauthorized, LookupError):
         return None
+
+
+def client_ip(scope: Mapping[str, Any], forwarded_for_hops: int = 0) -> str | None:
+    """The client's address: the socket peer, or with ``forwarded_for_hops`` = N trusted
+    proxies in front, the N-th address from the right of ``X-Forwarded-For``."""
+    if forwarded_for_hops > 0:
+        for name, value in scope.get("headers") or ():
+            if name == b"x-forwarded-for":
+                hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+                if hops:
+                    return hops[-min(forwarded_for_hops, len(hops))]
+    client = scope.get("client")
+    return str(client[0]) if client else None

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cluster.settings import Settings
 from serve.common.errors import ProblemError, ServiceUnavailable, TooManyRequests
 from serve.common.logs import get_logger
-from serve.gateway.auth import bearer_subject
+from serve.gateway.auth import bearer_subject, client_ip
 
 log = get_logger("gateway.ratelimit")
 PERIOD_MS = 60_000
@@ -163,8 +163,7 @@ class RateLimitMiddleware:
         user = bearer_subject(self.settings, auth.decode("latin-1") if auth else None)
         if user:
             return f"user:{user}"
-        client = scope.get("client")
-        return f"ip:{client[0] if client else 'unknown'}"
+        return f"ip:{client_ip(scope, self.settings.forwarded_for_hops) or 'unknown'}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = budget(scope["method"], scope["path"]) if scope["type"] == "http" else None

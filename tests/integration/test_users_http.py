@@ -410,3 +410,14 @@ async def test_register_with_extra_fields_is_refused(world: World) -> None:
     login = await world.http.post("/api/v1/auth/login",
                                   json={"email": address, "password": PASSWORD})
     assert login.status_code == 401
+
+
+async def test_a_stale_token_does_not_block_logging_in(world: World) -> None:
+    stale = attack_tokens(world.settings, world.user_id("owner"))["expired"]
+    address = world.tokens["owner"]["user"]["email"]
+    response = await world.http.post("/api/v1/auth/login", headers={
+        "Authorization": f"Bearer {stale}"}, json={"email": address, "password": PASSWORD})
+    assert response.status_code == 200
+    protected = await world.http.get("/api/v1/users/me",
+                                     headers={"Authorization": f"Bearer {stale}"})
+    assert protected.status_code == 401 and protected.json()["type"].endswith("/token-expired")

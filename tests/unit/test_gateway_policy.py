@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.gateway.auth import bearer_subject, is_public
+from serve.gateway.auth import bearer_subject, client_ip, is_public
 from serve.gateway.ratelimit import MemoryLimiter, budget
 from serve.users import tokens
 from tests.conftest import make_settings
@@ -53,3 +53,13 @@ async def test_memory_limiter_allows_the_burst_then_refuses_with_a_wait() -> Non
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
     assert 1 <= decisions[-1].retry_after <= 12
     assert (await limiter.hit("other", 5)).allowed
+
+
+def test_client_ip_trusts_forwarded_for_only_when_configured() -> None:
+    scope = {"client": ("10.0.0.5", 1234),
+             "headers": [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.7, 10.0.0.9")]}
+    assert client_ip(scope) == "10.0.0.5"
+    assert client_ip(scope, 1) == "10.0.0.9"
+    assert client_ip(scope, 2) == "203.0.113.7"
+    assert client_ip(scope, 9) == "6.6.6.6"
+    assert client_ip({"client": None, "headers": []}, 1) is None
