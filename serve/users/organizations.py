@@ -288,6 +288,7 @@ class Organizations:
 
     async def create_group(self, ctx: RequestContext, organization_id: str, data: GroupIn
                            ) -> GroupOut:
+        """Group names are unique per organization; creating an existing name returns it."""
         organization_id = _id(organization_id, "organization")
         async with UnitOfWork(self.sessions, PRODUCER, ctx) as uow:
             domain.require_staff(await self._caller_role(uow.session, ctx, organization_id))
@@ -295,9 +296,11 @@ class Organizations:
                 id=new_id(), organization_id=organization_id, name=data.name,
                 description=data.description, created_by=caller(ctx).user_id)
                 .on_conflict_do_nothing().returning(*groups.c))).first()
-            if row is None:
-                raise Conflict(f"the organization already has a group named {data.name!r}",
-                               slug="name-taken")
+            if row is None:  # a retry, or the name is taken: that group is the answer
+                existing = (await uow.session.execute(select(groups).where(
+                    groups.c.organization_id == organization_id,
+                    func.lower(groups.c.name) == data.name.lower()))).one()
+                return GroupOut(**existing._mapping)
             uow.publish("group.created", {"group_id": row.id, "organization_id": organization_id,
                                           "name": row.name}, aggregate_id=row.id)
             return GroupOut(**row._mapping)

@@ -53,6 +53,9 @@ class MemoryCounters:
         return count, remaining
 
     def increment(self, key: str, window: int) -> None:
+        if len(self._counts) >= 100_000:
+            now = time.monotonic()
+            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
         count, remaining = self.read(key)
         until = time.monotonic() + (remaining if count else window)
         self._counts[key] = (count + 1, until)

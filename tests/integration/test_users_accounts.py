@@ -12,7 +12,9 @@ from cluster.settings import Settings
 from serve.common.errors import Conflict, TooManyRequests, Unauthorized
 from serve.users.deployment import UserService
 from serve.users.schemas import LoginIn, RegisterIn, TelegramLoginIn
+from serve.users.throttle import LoginThrottle
 from storage.user import refresh_tokens, users
+from tests.conftest import free_port
 from tests.integration.users_support import (
     PASSWORD,
     admin_email,
@@ -185,3 +187,22 @@ async def test_linking_telegram_to_an_email_account(service: UserService) -> Non
         await service.link_telegram(ctx(identity_of(other)), TelegramLoginIn(**widget(tg)))
     assert await service.telegram_chat_id(ctx(), other.user.id) is None
     assert await outbox_count(service, "user.updated", pair.user.id) == 1
+
+
+@pytest.mark.parametrize("redis", ["none", "down"])
+async def test_throttling_works_without_redis_and_when_redis_is_down(
+        migrated_settings: Settings, redis: str) -> None:
+    url = None if redis == "none" else f"redis://127.0.0.1:{free_port()}/0"
+    settings = user_settings(migrated_settings, url, login_failures_per_account=2)
+    throttle = LoginThrottle(settings)
+    try:
+        for _ in range(2):
+            await throttle.check("victim@example.org", "10.9.9.9")
+            await throttle.failed("victim@example.org", "10.9.9.9")
+        with pytest.raises(TooManyRequests):
+            await throttle.check("victim@example.org", "10.9.9.8")
+        await throttle.check("someone@example.org", "10.9.9.9")
+        await throttle.succeeded("victim@example.org")
+        await throttle.check("victim@example.org", "10.9.9.9")
+    finally:
+        await throttle.close()

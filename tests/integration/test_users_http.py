@@ -19,9 +19,12 @@ import pytest
 from sqlalchemy import func, select
 
 from cluster.settings import Settings
-from serve.common.context import RequestContext
+from messaging.outbox import outbox_for
+from serve.common.context import Identity, RequestContext
+from serve.common.errors import Forbidden, Unauthorized
 from serve.users import tokens
 from serve.users.deployment import UserService
+from serve.users.schemas import GroupIn
 from storage.user import (
     group_members,
     groups,
@@ -421,3 +424,40 @@ async def test_a_stale_token_does_not_block_logging_in(world: World) -> None:
     protected = await world.http.get("/api/v1/users/me",
                                      headers={"Authorization": f"Bearer {stale}"})
     assert protected.status_code == 401 and protected.json()["type"].endswith("/token-expired")
+
+
+async def test_creating_a_group_twice_returns_the_same_group(world: World) -> None:
+    name = f"Retry {uuid.uuid4().hex[:6]}"
+    first = await world.http.post(f"/api/v1/organizations/{world.org}/groups",
+                                  headers=world.headers("owner"), json={"name": name})
+    again = await world.http.post(f"/api/v1/organizations/{world.org}/groups",
+                                  headers=world.headers("moderator"),
+                                  json={"name": name.upper()})
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    outbox = outbox_for("user")
+    async with world.service.sessions() as session:
+        published = await session.scalar(select(func.count()).select_from(outbox).where(
+            outbox.c.type == "group.created", outbox.c.aggregate_id == first.json()["id"]))
+    assert published == 1
+
+
+async def test_the_service_checks_rights_without_the_gateway(world: World) -> None:
+    svc = world.service
+    outsider = RequestContext(identity=Identity(world.user_id("outsider")))
+    forged_admin = RequestContext(identity=Identity(world.user_id("moderator"), ("moderator",)))
+    nobody = RequestContext()
+    before = await snapshot(world)
+    with pytest.raises(Forbidden):
+        await svc.review_organization_request(forged_admin, world.pending_request, "reject", None)
+    with pytest.raises(Forbidden):
+        await svc.list_members(outsider, world.org, None, 10)
+    with pytest.raises(Forbidden):
+        await svc.create_group(outsider, world.org, GroupIn(name="sneaky"))
+    with pytest.raises(Forbidden):
+        await svc.change_member_role(forged_admin, world.org, world.user_id("owner"), "moderator")
+    for call in (svc.me(nobody), svc.list_organizations(nobody, None, 10),
+                 svc.invite_to_group(nobody, world.group)):
+        with pytest.raises(Unauthorized):
+            await call
+    assert await snapshot(world) == before
