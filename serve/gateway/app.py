@@ -107,8 +107,11 @@ def problem_response(status: int, slug: str, title: str, detail: str, request: R
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.extensions["retry_after"])} \
-            if "retry_after" in exc.extensions else None
+        headers: dict[str, str] = {}
+        if "retry_after" in exc.extensions:
+            headers["Retry-After"] = str(exc.extensions["retry_after"])
+        if exc.status == 429:
+            headers["Cache-Control"] = "no-store"
         return problem_response(exc.status, exc.slug, exc.title, exc.detail, request,
                                 headers=headers, **exc.extensions)
 

@@ -461,3 +461,24 @@ async def test_the_service_checks_rights_without_the_gateway(world: World) -> No
         with pytest.raises(Unauthorized):
             await call
     assert await snapshot(world) == before
+
+
+async def test_throttled_login_over_http_is_a_429_with_retry_after(
+        migrated_settings: Settings, redis_url: str) -> None:
+    settings = user_settings(migrated_settings, redis_url, login_failures_per_account=2)
+    service = UserService(settings.to_runtime())
+    try:
+        async with gateway(settings, service) as http:
+            pair = await signup(http)
+            address = pair["user"]["email"]
+            wrong = [(await http.post("/api/v1/auth/login", json={
+                "email": address, "password": "wrong-password"})).status_code for _ in range(2)]
+            throttled = await http.post("/api/v1/auth/login",
+                                        json={"email": address, "password": PASSWORD})
+    finally:
+        await service.close()
+    assert wrong == [401, 401]
+    assert throttled.status_code == 429
+    assert throttled.json()["type"].endswith("/login-throttled")
+    assert throttled.headers["cache-control"] == "no-store"
+    assert 1 <= int(throttled.headers["retry-after"]) <= 900
