@@ -12,6 +12,7 @@ from typing import Any
 
 from serve.common.context import RequestContext, bound
 from serve.common.service import ServiceBase
+from serve.users.groups import Groups
 from serve.users.organizations import Organizations
 from serve.users.schemas import (
     GroupIn,
@@ -43,6 +44,7 @@ class UserService(ServiceBase):
         self.throttle = LoginThrottle(self.settings)
         self.accounts = Accounts(self.settings, self.sessions, self.throttle)
         self.organizations = Organizations(self.settings, self.sessions)
+        self.groups = Groups(self.settings, self.sessions)
 
     async def close(self) -> None:
         await self.throttle.close()
@@ -57,11 +59,11 @@ class UserService(ServiceBase):
 
     async def is_group_member(self, ctx: RequestContext, user_id: str, group_id: str) -> bool:
         with bound(ctx):
-            return await self.organizations.is_group_member(user_id, group_id)
+            return await self.groups.is_group_member(user_id, group_id)
 
     async def group_organization(self, ctx: RequestContext, group_id: str) -> str | None:
         with bound(ctx):
-            return await self.organizations.group_organization(group_id)
+            return await self.groups.group_organization(group_id)
 
     async def telegram_chat_id(self, ctx: RequestContext, user_id: str) -> int | None:
         with bound(ctx):
@@ -152,27 +154,27 @@ class UserService(ServiceBase):
     async def invite_to_organization(self, ctx: RequestContext, organization_id: str,
                                      role: str) -> InviteOut:
         with bound(ctx):
-            return await self.organizations.invite_to_organization(ctx, organization_id, role)
+            return await self.groups.invite_to_organization(ctx, organization_id, role)
 
     async def invite_to_group(self, ctx: RequestContext, group_id: str) -> InviteOut:
         with bound(ctx):
-            return await self.organizations.invite_to_group(ctx, group_id)
+            return await self.groups.invite_to_group(ctx, group_id)
 
     async def accept_invite(self, ctx: RequestContext, token: str) -> InviteAcceptedOut:
         with bound(ctx):
-            return await self.organizations.accept_invite(ctx, token)
+            return await self.groups.accept_invite(ctx, token)
 
     async def create_group(self, ctx: RequestContext, organization_id: str, data: GroupIn
                            ) -> GroupOut:
         with bound(ctx):
-            return await self.organizations.create_group(ctx, organization_id, data)
+            return await self.groups.create_group(ctx, organization_id, data)
 
     async def list_groups(self, ctx: RequestContext, organization_id: str, cursor: str | None,
                           limit: int) -> Page[GroupOut]:
         with bound(ctx):
-            return await self.organizations.list_groups(ctx, organization_id, cursor, limit)
+            return await self.groups.list_groups(ctx, organization_id, cursor, limit)
 
     async def list_group_members(self, ctx: RequestContext, group_id: str, cursor: str | None,
                                  limit: int) -> Page[GroupMemberOut]:
         with bound(ctx):
-            return await self.organizations.list_group_members(ctx, group_id, cursor, limit)
+            return await self.groups.list_group_members(ctx, group_id, cursor, limit)

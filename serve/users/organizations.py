@@ -1,12 +1,10 @@
-"""Organization use cases: requests, organizations, members, groups and invites.
+"""Organization use cases: requests, organizations and their members.
 
 Every use case on a caller's behalf checks the caller's rights here, whatever the gateway did.
 """
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
@@ -17,13 +15,8 @@ from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
 from serve.common.context import RequestContext
 from serve.common.errors import Conflict, Forbidden, NotFound
-from serve.users import domain, paging, tokens
+from serve.users import domain, membership, paging
 from serve.users.schemas import (
-    GroupIn,
-    GroupMemberOut,
-    GroupOut,
-    InviteAcceptedOut,
-    InviteOut,
     MemberOut,
     OrganizationOut,
     OrganizationRequestIn,
@@ -32,9 +25,6 @@ from serve.users.schemas import (
 )
 from serve.users.service import PRODUCER, caller, new_id, valid_uuid
 from storage.user import (
-    group_members,
-    groups,
-    invites,
     organization_members,
     organization_requests,
     organizations,
@@ -48,47 +38,17 @@ def _request_out(row: Row[Any]) -> OrganizationRequestOut:
     return OrganizationRequestOut(**row._mapping)
 
 
-def _id(value: str, what: str) -> str:
-    """A well-formed UUID, or 404 (a malformed id names nothing)."""
-    checked = valid_uuid(value)
-    if checked is None:
-        raise NotFound(f"{what} not found")
-    return checked
-
-
 class Organizations:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
 
     # --- questions other services ask ---
-    async def role_of(self, session: AsyncSession, user_id: str, organization_id: str
-                      ) -> str | None:
-        role: str | None = await session.scalar(select(members_t.c.role).where(
-            members_t.c.organization_id == organization_id, members_t.c.user_id == user_id))
-        return role
-
     async def organization_role(self, user_id: str, organization_id: str) -> str | None:
         if valid_uuid(user_id) is None or valid_uuid(organization_id) is None:
             return None
         async with self.sessions() as session:
-            return await self.role_of(session, user_id, organization_id)
-
-    async def is_group_member(self, user_id: str, group_id: str) -> bool:
-        if valid_uuid(user_id) is None or valid_uuid(group_id) is None:
-            return False
-        async with self.sessions() as session:
-            found = await session.scalar(select(group_members.c.user_id).where(
-                group_members.c.group_id == group_id, group_members.c.user_id == user_id))
-        return found is not None
-
-    async def group_organization(self, group_id: str) -> str | None:
-        if valid_uuid(group_id) is None:
-            return None
-        async with self.sessions() as session:
-            org: str | None = await session.scalar(
-                select(groups.c.organization_id).where(groups.c.id == group_id))
-        return org
+            return await membership.role_of(session, user_id, organization_id)
 
     # --- organization requests ---
     async def create_request(self, ctx: RequestContext, data: OrganizationRequestIn
@@ -132,7 +92,7 @@ class Organizations:
         """Approve or reject (platform admins only; repeating the same decision is a no-op)."""
         me = caller(ctx)
         domain.require_admin(me.roles)
-        request_id = _id(request_id, "organization request")
+        request_id = membership.checked_id(request_id, "organization request")
         async with self.sessions.begin() as session:
             row = (await session.execute(select(requests_t).where(requests_t.c.id == request_id)
                                          .with_for_update())).first()
@@ -150,7 +110,7 @@ class Organizations:
     async def create_organization(self, ctx: RequestContext, request_id: str) -> OrganizationOut:
         """From the caller's approved request; the caller becomes its Owner. Retries return it."""
         me = caller(ctx)
-        request_id = _id(request_id, "organization request")
+        request_id = membership.checked_id(request_id, "organization request")
         async with UnitOfWork(self.sessions, PRODUCER, ctx) as uow:
             req = (await uow.session.execute(select(requests_t).where(
                 requests_t.c.id == request_id).with_for_update())).first()
@@ -187,14 +147,14 @@ class Organizations:
             organizations.c.id == organization_id))).first()
         domain.require_found(org, "organization")
         assert org is not None
-        role = await self.role_of(session, user_id, organization_id)
+        role = await membership.role_of(session, user_id, organization_id)
         return OrganizationOut(**org._mapping, role=role)
 
     async def get_organization(self, ctx: RequestContext, organization_id: str
                                ) -> OrganizationOut:
         """Name and description of any organization; the caller's role in it, if any."""
         me = caller(ctx)
-        organization_id = _id(organization_id, "organization")
+        organization_id = membership.checked_id(organization_id, "organization")
         async with self.sessions() as session:
             return await self._organization(session, organization_id, me.user_id)
 
@@ -214,20 +174,12 @@ class Organizations:
         return Page[OrganizationOut](items=[OrganizationOut(**r._mapping) for r in items],
                                      next_cursor=next_cursor)
 
-    async def _caller_role(self, session: AsyncSession, ctx: RequestContext,
-                           organization_id: str) -> str | None:
-        me = caller(ctx)
-        exists = await session.scalar(select(organizations.c.id).where(
-            organizations.c.id == organization_id))
-        domain.require_found(exists, "organization")
-        return await self.role_of(session, me.user_id, organization_id)
-
     # --- members ---
     async def list_members(self, ctx: RequestContext, organization_id: str, cursor: str | None,
                            limit: int) -> Page[MemberOut]:
-        organization_id = _id(organization_id, "organization")
+        organization_id = membership.checked_id(organization_id, "organization")
         async with self.sessions() as session:
-            role = await self._caller_role(session, ctx, organization_id)
+            role = await membership.caller_role(session, ctx, organization_id)
             domain.require_reader(role, caller(ctx).is_admin)
             query = (select(members_t.c.user_id, members_t.c.role, members_t.c.created_at,
                             users.c.display_name)
@@ -242,7 +194,7 @@ class Organizations:
     async def _lock_members(self, session: AsyncSession, ctx: RequestContext,
                             organization_id: str, user_id: str) -> tuple[str, int]:
         """Owner check, then the target's role and the number of Owners (rows locked)."""
-        domain.require_owner(await self._caller_role(session, ctx, organization_id))
+        domain.require_owner(await membership.caller_role(session, ctx, organization_id))
         rows = (await session.execute(select(members_t.c.user_id, members_t.c.role).where(
             members_t.c.organization_id == organization_id).with_for_update())).all()
         roles = {r.user_id: r.role for r in rows}
@@ -252,8 +204,8 @@ class Organizations:
 
     async def change_role(self, ctx: RequestContext, organization_id: str, user_id: str,
                           role: str) -> MemberOut:
-        organization_id = _id(organization_id, "organization")
-        user_id = _id(user_id, "member")
+        organization_id = membership.checked_id(organization_id, "organization")
+        user_id = membership.checked_id(user_id, "member")
         domain.check_role(role)
         async with self.sessions.begin() as session:
             current, owners = await self._lock_members(session, ctx, organization_id, user_id)
@@ -270,137 +222,10 @@ class Organizations:
 
     async def remove_member(self, ctx: RequestContext, organization_id: str, user_id: str
                             ) -> None:
-        organization_id = _id(organization_id, "organization")
-        user_id = _id(user_id, "member")
+        organization_id = membership.checked_id(organization_id, "organization")
+        user_id = membership.checked_id(user_id, "member")
         async with self.sessions.begin() as session:
             current, owners = await self._lock_members(session, ctx, organization_id, user_id)
             domain.check_owner_remains(owners, current, None)
             await session.execute(delete(members_t).where(
                 members_t.c.organization_id == organization_id, members_t.c.user_id == user_id))
-
-    # --- groups ---
-    async def _group(self, session: AsyncSession, group_id: str) -> Row[Any]:
-        row = (await session.execute(select(groups).where(
-            groups.c.id == _id(group_id, "group")))).first()
-        domain.require_found(row, "group")
-        assert row is not None
-        return row
-
-    async def create_group(self, ctx: RequestContext, organization_id: str, data: GroupIn
-                           ) -> GroupOut:
-        """Group names are unique per organization; creating an existing name returns it."""
-        organization_id = _id(organization_id, "organization")
-        async with UnitOfWork(self.sessions, PRODUCER, ctx) as uow:
-            domain.require_staff(await self._caller_role(uow.session, ctx, organization_id))
-            row = (await uow.session.execute(insert(groups).values(
-                id=new_id(), organization_id=organization_id, name=data.name,
-                description=data.description, created_by=caller(ctx).user_id)
-                .on_conflict_do_nothing().returning(*groups.c))).first()
-            if row is None:  # a retry, or the name is taken: that group is the answer
-                existing = (await uow.session.execute(select(groups).where(
-                    groups.c.organization_id == organization_id,
-                    func.lower(groups.c.name) == data.name.lower()))).one()
-                return GroupOut(**existing._mapping)
-            uow.publish("group.created", {"group_id": row.id, "organization_id": organization_id,
-                                          "name": row.name}, aggregate_id=row.id)
-            return GroupOut(**row._mapping)
-
-    async def list_groups(self, ctx: RequestContext, organization_id: str, cursor: str | None,
-                          limit: int) -> Page[GroupOut]:
-        organization_id = _id(organization_id, "organization")
-        async with self.sessions() as session:
-            role = await self._caller_role(session, ctx, organization_id)
-            domain.require_reader(role, caller(ctx).is_admin)
-            rows = (await session.execute(paging.keyset(
-                select(groups).where(groups.c.organization_id == organization_id),
-                groups.c.created_at, groups.c.id, cursor, limit))).all()
-        items, next_cursor = paging.split(rows, limit, "id")
-        return Page[GroupOut](items=[GroupOut(**r._mapping) for r in items],
-                              next_cursor=next_cursor)
-
-    async def list_group_members(self, ctx: RequestContext, group_id: str, cursor: str | None,
-                                 limit: int) -> Page[GroupMemberOut]:
-        async with self.sessions() as session:
-            group = await self._group(session, group_id)
-            role = await self._caller_role(session, ctx, group.organization_id)
-            domain.require_reader(role, caller(ctx).is_admin)
-            query = (select(group_members.c.user_id, group_members.c.created_at,
-                            users.c.display_name)
-                     .join(users, users.c.id == group_members.c.user_id)
-                     .where(group_members.c.group_id == group.id))
-            rows = (await session.execute(paging.keyset(
-                query, group_members.c.created_at, group_members.c.user_id, cursor, limit))).all()
-        items, next_cursor = paging.split(rows, limit, "user_id")
-        return Page[GroupMemberOut](items=[GroupMemberOut(**r._mapping) for r in items],
-                                    next_cursor=next_cursor)
-
-    # --- invites ---
-    async def _invite(self, session: AsyncSession, ctx: RequestContext, organization_id: str,
-                      group_id: str | None, role: str | None) -> InviteOut:
-        token = secrets.token_urlsafe(24)
-        expires = datetime.now(UTC) + timedelta(seconds=self.settings.invite_ttl_seconds)
-        row = (await session.execute(insert(invites).values(
-            id=new_id(), token_hash=tokens.digest(token), organization_id=organization_id,
-            group_id=group_id, role=role, created_by=caller(ctx).user_id, expires_at=expires)
-            .returning(invites.c.id))).one()
-        url = f"https://t.me/{self.settings.telegram_bot_username}?start={token}"
-        return InviteOut(id=row.id, token=token, url=url, organization_id=organization_id,
-                         group_id=group_id, role=role, expires_at=expires)
-
-    async def invite_to_organization(self, ctx: RequestContext, organization_id: str,
-                                     role: str) -> InviteOut:
-        organization_id = _id(organization_id, "organization")
-        domain.check_role(role)
-        async with self.sessions.begin() as session:
-            domain.require_owner(await self._caller_role(session, ctx, organization_id))
-            return await self._invite(session, ctx, organization_id, None, role)
-
-    async def invite_to_group(self, ctx: RequestContext, group_id: str) -> InviteOut:
-        async with self.sessions.begin() as session:
-            group = await self._group(session, group_id)
-            domain.require_staff(await self._caller_role(session, ctx, group.organization_id))
-            return await self._invite(session, ctx, group.organization_id, group.id, None)
-
-    async def accept_invite(self, ctx: RequestContext, token: str) -> InviteAcceptedOut:
-        """Single use: the first caller joins; the same caller retrying gets the same answer."""
-        me = caller(ctx)
-        async with UnitOfWork(self.sessions, PRODUCER, ctx) as uow:
-            inv = (await uow.session.execute(select(invites).where(
-                invites.c.token_hash == tokens.digest(token)).with_for_update())).first()
-            domain.require_found(inv, "invite")
-            assert inv is not None
-            out = InviteAcceptedOut(organization_id=inv.organization_id, group_id=inv.group_id,
-                                    role=inv.role)
-            if not domain.check_invite(inv.expires_at, inv.accepted_by, me.user_id,
-                                       datetime.now(UTC)):
-                return out
-            await uow.session.execute(update(invites).where(invites.c.id == inv.id)
-                                      .values(accepted_by=me.user_id, accepted_at=func.now()))
-            if inv.group_id is None:
-                await self._join_organization(uow, inv.organization_id, me.user_id, inv.role)
-            else:
-                await self._join_group(uow, inv.organization_id, inv.group_id, me.user_id)
-            return out
-
-    async def _join_organization(self, uow: UnitOfWork, organization_id: str, user_id: str,
-                                 role: str) -> None:
-        added = (await uow.session.execute(insert(members_t).values(
-            organization_id=organization_id, user_id=user_id, role=role)
-            .on_conflict_do_nothing().returning(members_t.c.user_id))).first()
-        if added is None:
-            raise Conflict("you are already a member of this organization",
-                           slug="already-member")
-        uow.publish("organization.member.added", {"organization_id": organization_id,
-                                                  "user_id": user_id, "role": role},
-                    aggregate_id=organization_id)
-
-    async def _join_group(self, uow: UnitOfWork, organization_id: str, group_id: str,
-                          user_id: str) -> None:
-        added = (await uow.session.execute(insert(group_members).values(
-            group_id=group_id, user_id=user_id)
-            .on_conflict_do_nothing().returning(group_members.c.user_id))).first()
-        if added is None:
-            raise Conflict("you are already a member of this group", slug="already-member")
-        uow.publish("group.member.added", {"group_id": group_id,
-                                           "organization_id": organization_id,
-                                           "user_id": user_id}, aggregate_id=group_id)

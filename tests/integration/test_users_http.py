@@ -482,3 +482,22 @@ async def test_throttled_login_over_http_is_a_429_with_retry_after(
     assert throttled.json()["type"].endswith("/login-throttled")
     assert throttled.headers["cache-control"] == "no-store"
     assert 1 <= int(throttled.headers["retry-after"]) <= 900
+
+
+async def test_lists_page_with_a_cursor(world: World) -> None:
+    path = f"/api/v1/organizations/{world.org}/members"
+    everyone = (await world.http.get(path, headers=world.headers("owner"))).json()
+    assert everyone["next_cursor"] is None and len(everyone["items"]) >= 2
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = (await world.http.get(path, headers=world.headers("owner"), params=params)).json()
+        seen += [m["user_id"] for m in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [m["user_id"] for m in everyone["items"]]
+    garbage = await world.http.get(path, headers=world.headers("owner"),
+                                   params={"cursor": "!!!"})
+    assert garbage.status_code == 400
