@@ -2,8 +2,8 @@
 
 Questions other services ask (no caller rights involved; ids are UUID strings, a malformed
 one answers None/False): ``organization_role``, ``is_group_member``, ``group_organization``,
-``telegram_chat_id``. Every other method acts on behalf of ``ctx.identity`` and checks its
-rights itself.
+``telegram_chat_id``; for the Telegram bot, ``accept_invite_from_telegram``. Every other
+method acts on behalf of ``ctx.identity`` and checks its rights itself.
 """
 
 from __future__ import annotations
@@ -163,6 +163,12 @@ class UserService(ServiceBase):
     async def accept_invite(self, ctx: RequestContext, token: str) -> InviteAcceptedOut:
         with bound(ctx):
             return await self.groups.accept_invite(ctx, token)
+
+    async def accept_invite_from_telegram(self, ctx: RequestContext, telegram_id: int,
+                                          token: str) -> InviteAcceptedOut:
+        """For the bot: ``/start <token>`` from Telegram user ``telegram_id``."""
+        with bound(ctx):
+            return await self.groups.accept_invite_from_telegram(ctx, telegram_id, token)
 
     async def create_group(self, ctx: RequestContext, organization_id: str, data: GroupIn
                            ) -> GroupOut:

@@ -8,6 +8,7 @@ single-use tokens that expire, shared as a Telegram deep link.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -16,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
-from serve.common.context import RequestContext
-from serve.common.errors import Conflict
+from serve.common.context import Identity, RequestContext
+from serve.common.errors import Conflict, NotFound
 from serve.users import domain, membership, paging, tokens
 from serve.users.schemas import (
     GroupIn,
@@ -149,6 +150,17 @@ class Groups:
             else:
                 await self._join_group(uow, inv.organization_id, inv.group_id, me.user_id)
             return out
+
+    async def accept_invite_from_telegram(self, ctx: RequestContext, telegram_id: int,
+                                          token: str) -> InviteAcceptedOut:
+        """The bot's ``/start <token>``: accept for the account linked to that Telegram user."""
+        async with self.sessions() as session:
+            user_id = await session.scalar(select(users.c.id).where(
+                users.c.telegram_id == telegram_id))
+        if user_id is None:
+            raise NotFound("no account is linked to this Telegram user; log in on the site "
+                           "with Telegram first", slug="telegram-unknown")
+        return await self.accept_invite(replace(ctx, identity=Identity(str(user_id))), token)
 
     async def _join_organization(self, uow: UnitOfWork, organization_id: str, user_id: str,
                                  role: str) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from cluster.settings import Settings
 from messaging.outbox import outbox_for
 from serve.common.context import Identity, RequestContext
-from serve.common.errors import Forbidden, Unauthorized
+from serve.common.errors import Forbidden, NotFound, Unauthorized
 from serve.users import tokens
 from serve.users.deployment import UserService
 from serve.users.schemas import GroupIn
@@ -501,3 +501,18 @@ async def test_lists_page_with_a_cursor(world: World) -> None:
     garbage = await world.http.get(path, headers=world.headers("owner"),
                                    params={"cursor": "!!!"})
     assert garbage.status_code == 400
+
+
+async def test_the_bot_accepts_an_invite_for_the_linked_telegram_user(world: World) -> None:
+    tg = 9_000_000_000 + int(uuid.uuid4().int % 1_000_000)
+    joined = (await world.http.post("/api/v1/auth/telegram", json=widget(tg))).json()
+    invite = (await world.http.post(f"/api/v1/groups/{world.group}/invite",
+                                    headers=world.headers("moderator"))).json()
+    with pytest.raises(NotFound):
+        await world.service.accept_invite_from_telegram(RequestContext(), tg + 1,
+                                                        invite["token"])
+    accepted = await world.service.accept_invite_from_telegram(RequestContext(), tg,
+                                                               invite["token"])
+    assert accepted.group_id == world.group
+    assert await world.service.is_group_member(RequestContext(), joined["user"]["id"],
+                                               world.group)
