@@ -516,3 +516,26 @@ async def test_the_bot_accepts_an_invite_for_the_linked_telegram_user(world: Wor
     assert accepted.group_id == world.group
     assert await world.service.is_group_member(RequestContext(), joined["user"]["id"],
                                                world.group)
+
+
+async def test_the_organization_flow_published_its_events(world: World) -> None:
+    outbox = outbox_for("user")
+
+    async def published(event_type: str, aggregate_id: str) -> list[dict[str, Any]]:
+        async with world.service.sessions() as session:
+            rows = (await session.execute(select(outbox.c.envelope).where(
+                outbox.c.type == event_type, outbox.c.aggregate_id == aggregate_id))).all()
+        return [row.envelope["data"] for row in rows]
+
+    assert [d["requester_id"] for d in await published(
+        "organization.request.created", world.owner_request)] == [world.user_id("owner")]
+    assert [d["owner_id"] for d in await published("organization.created", world.org)] == \
+        [world.user_id("owner")]
+    added = {(d["user_id"], d["role"])
+             for d in await published("organization.member.added", world.org)}
+    assert {(world.user_id("owner"), "owner"), (world.user_id("moderator"), "moderator")} <= added
+    assert len(await published("group.created", world.group)) == 1
+    joined = [d["user_id"] for d in await published("group.member.added", world.group)]
+    assert world.user_id("group_member") in joined
+    assert all(d["organization_id"] == world.org
+               for d in await published("group.member.added", world.group))
