@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import free_port
 
+ADMIN_EMAIL = "admin@e2e-afisha.example.org"
+
 
 class RunningPlatform:
     def __init__(self, base_url: str, log: Path) -> None:
@@ -41,6 +43,7 @@ def platform(fresh_database: str, amqp_url: str, redis_url: str,
         "AFISHA_RATE_LIMIT_AUTH_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
+        "AFISHA_ADMIN_EMAILS": ADMIN_EMAIL,
         # Serve's HAProxy side ports, so a platform already running here does not collide.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),

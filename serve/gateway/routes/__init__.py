@@ -7,5 +7,7 @@ from fastapi import APIRouter
 
 def all_routers() -> list[APIRouter]:
     """Every router the gateway mounts (one import per service area)."""
-    routers: list[APIRouter] = []
+    from serve.gateway.routes import users
+
+    routers: list[APIRouter] = [users.router]
     return routers
