@@ -1,4 +1,4 @@
-"""Payment use cases on the real PostgreSQL: idempotent creation, webhooks, refunds, cancellation."""
+"""Payment use cases on the real PostgreSQL: creation, webhooks, refunds, cancellation."""
 
 from __future__ import annotations
 
@@ -142,7 +142,8 @@ async def test_forged_and_stale_webhooks_change_nothing(sessions: Any,
                                                         sandbox: SandboxProvider) -> None:
     payment = await create(sessions, sandbox, registration())
     body = (await checkout(sessions, sandbox, payment, "succeeded"))[-1]
-    forged = SandboxProvider("not-the-secret", "http://x", 300).signed_headers(body, int(time.time()))
+    forger = SandboxProvider("not-the-secret", "http://x", 300)
+    forged = forger.signed_headers(body, int(time.time()))
     stale = sandbox.signed_headers(body, int(time.time()) - 3_600)
     for headers in (forged, stale, {}):
         with pytest.raises(Unauthorized):
