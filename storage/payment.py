@@ -30,6 +30,18 @@ def _timestamps() -> list[Column]:
     ]
 
 
+orders = Table(
+    "orders", metadata,
+    Column("registration_id", UUID(as_uuid=True), primary_key=True),
+    Column("event_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("organization_id", UUID(as_uuid=True), nullable=False),
+    Column("user_id", UUID(as_uuid=True), nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("prepayment", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 payments = Table(
     "payments", metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),

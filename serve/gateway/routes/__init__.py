@@ -7,5 +7,6 @@ from fastapi import APIRouter
 
 def all_routers() -> list[APIRouter]:
     """Every router the gateway mounts (one import per service area)."""
-    routers: list[APIRouter] = []
-    return routers
+    from serve.gateway.routes import payments
+
+    return [payments.router]

@@ -1,4 +1,4 @@
-"""payment service: payments, refunds, webhook events, idempotency keys, sandbox deliveries.
+"""payment service: orders, payments, refunds, webhook events, idempotency keys, sandbox outbox.
 
 Revision ID: payment_0002
 Revises: payment_0001
@@ -21,6 +21,19 @@ def _stamps() -> list[sa.Column]:
 
 def upgrade(schema: str) -> None:
     uuid = pg.UUID(as_uuid=True)
+    op.create_table(
+        "orders",
+        sa.Column("registration_id", uuid, primary_key=True),
+        sa.Column("event_id", uuid, nullable=False, index=True),
+        sa.Column("organization_id", uuid, nullable=False),
+        sa.Column("user_id", uuid, nullable=False),
+        sa.Column("total", sa.BigInteger, nullable=False),
+        sa.Column("currency", sa.Text, nullable=False),
+        sa.Column("prepayment", sa.BigInteger),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        schema=schema,
+    )
     op.create_table(
         "payments",
         sa.Column("id", uuid, primary_key=True),
@@ -97,5 +110,6 @@ def upgrade(schema: str) -> None:
 
 
 def downgrade(schema: str) -> None:
-    for table in ("sandbox_webhooks", "idempotency_keys", "webhook_events", "refunds", "payments"):
+    for table in ("sandbox_webhooks", "idempotency_keys", "webhook_events", "refunds", "payments",
+                  "orders"):
         op.drop_table(table, schema=schema)
