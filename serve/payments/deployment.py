@@ -21,6 +21,7 @@ from serve.payments import idempotency, orders, service
 from serve.payments.delivery import SandboxDeliverer
 from serve.payments.domain import Kind
 from serve.payments.providers import Provider, SandboxProvider, provider_named
+from serve.payments.yookassa import YooKassaProvider
 from storage.payment import payments
 
 
@@ -31,14 +32,19 @@ class PaymentService(ServiceBase):
                        event: DeploymentHandle) -> None:
         super().__init__(config)
         self.event = ServiceClient("event", event)
-        secret = str(self.settings.sandbox_webhook_secret or "")
-        self.sandbox = SandboxProvider(secret, self.settings.api_base_url,
+        base = self.settings.api_base_url
+        self.sandbox = SandboxProvider(str(self.settings.sandbox_webhook_secret or ""), base,
                                        self.settings.webhook_tolerance_seconds)
-        self.providers: dict[str, Provider] = {"sandbox": self.sandbox}
         self.deliverer = SandboxDeliverer(self.sessions, self.sandbox,
-                                          f"{self.settings.api_base_url}/api/v1/webhooks/sandbox",
-                                          self.log)
-        self._delivery = asyncio.get_running_loop().create_task(self.deliverer.run())
+                                          f"{base}/api/v1/webhooks/sandbox", self.log)
+        self.providers: dict[str, Provider] = {}
+        if self.settings.payment_provider == "yookassa":
+            self.providers["yookassa"] = YooKassaProvider(
+                str(self.settings.yookassa_shop_id), str(self.settings.yookassa_secret_key),
+                self.settings.yookassa_api_url, return_url=base)
+        else:
+            self.providers["sandbox"] = self.sandbox
+            self._delivery = asyncio.get_running_loop().create_task(self.deliverer.run())
 
     def uow(self, ctx: RequestContext | None = None) -> UnitOfWork:
         return UnitOfWork(self.sessions, "payment", ctx)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import func, select
 
@@ -25,7 +23,7 @@ from serve.payments.delivery import SandboxDeliverer
 from serve.payments.providers import SandboxProvider
 from storage.engine import create_engine, sessionmaker
 from storage.payment import sandbox_webhooks
-from tests.conftest import free_port
+from tests.fakes.server import running
 
 
 @pytest.fixture
@@ -102,26 +100,16 @@ class Receiver:
             self.received.append(body)
             return Response(status_code=200)
 
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning"))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        self.app = app
+        self.url = ""
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    provider = SandboxProvider("secret", "http://127.0.0.1", tolerance_s=300)
-    recv = Receiver(provider)
-    thread = threading.Thread(target=recv.server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not recv.server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield recv
-    recv.server.should_exit = True
-    thread.join(5)
+    recv = Receiver(SandboxProvider("secret", "http://127.0.0.1", tolerance_s=300))
+    with running(recv.app) as base_url:
+        recv.url = f"{base_url}/hook"
+        yield recv
 
 
 async def test_sandbox_webhooks_are_delivered_signed_and_retried(
