@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     # Namespace of every Redis key the platform writes (rate limits, login throttling, cache).
     redis_key_prefix: str = "afisha"
 
+    # Payments.
+    payment_provider: Literal["sandbox", "yookassa"] = "sandbox"
+    public_url: str | None = None
+    sandbox_webhook_secret: str | None = None
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    yookassa_shop_id: str | None = None
+    yookassa_secret_key: str | None = None
+    yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    remainder_due_hours_before_start: int = Field(default=48, ge=0)
+
     # Replica sizing (fractions of a CPU; a replica reserves 1 CPU unless told otherwise).
     gateway_replicas: int = Field(default=1, ge=1)
     gateway_num_cpus: float = Field(default=0.2, ge=0)
@@ -124,6 +134,14 @@ class Settings(BaseSettings):
                 f"or AFISHA_{service.upper()}_DATABASE_URL"
             )
         return str(url)
+
+    @property
+    def api_base_url(self) -> str:
+        """Where this platform's HTTP API is reached (links, webhook targets)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}"
 
     def has_database(self) -> bool:
         return self.database_url is not None or all(

@@ -7,7 +7,6 @@ from fastapi import APIRouter
 
 def all_routers() -> list[APIRouter]:
     """Every router the gateway mounts (one import per service area)."""
-    from serve.gateway.routes import users
+    from serve.gateway.routes import payments, users
 
-    routers: list[APIRouter] = [users.router]
-    return routers
+    return [users.router, payments.router]
