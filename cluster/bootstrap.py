@@ -52,15 +52,21 @@ def resolve_database(settings: Settings, platform: Platform, progress: Progress)
 
 
 def resolve_secrets(settings: Settings) -> Settings:
-    """Generate the HS256 signing secret once and keep it in the data directory."""
-    if settings.jwt_algorithm != "HS256" or settings.jwt_secret:
-        return settings
-    path = settings.data_dir / "jwt_secret"
+    """Generate unset secrets once (JWT HS256 key, sandbox webhook secret) in the data directory."""
+    updates = {}
+    if settings.jwt_algorithm == "HS256" and not settings.jwt_secret:
+        updates["jwt_secret"] = _kept_secret(settings.data_dir / "jwt_secret")
+    if not settings.sandbox_webhook_secret:
+        updates["sandbox_webhook_secret"] = _kept_secret(settings.data_dir / "sandbox_secret")
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _kept_secret(path: Path) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
-    return settings.model_copy(update={"jwt_secret": path.read_text().strip()})
+    return path.read_text().strip()
 
 
 def apply_migrations(settings: Settings, progress: Progress) -> None:

@@ -62,9 +62,17 @@ class Settings(BaseSettings):
     jwt_audience: str = "afisha-api"
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    telegram_auth_max_age_seconds: int = Field(default=24 * 3600, ge=1)
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_ip: int = Field(default=50, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    invite_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     # HTTP and Ray.
     http_host: str = "127.0.0.1"
+    # Trusted reverse proxies in front of the gateway: with N > 0 the client address (rate
+    # limits, login throttling) is the N-th entry from the right of X-Forwarded-For.
+    forwarded_for_hops: int = Field(default=0, ge=0)
     http_port: int = Field(default=8080, ge=1, le=65535)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8265, ge=1, le=65535)
@@ -91,7 +99,23 @@ class Settings(BaseSettings):
     rate_limit_auth_per_minute: int = Field(default=20, ge=0)
     rate_limit_reserve_per_minute: int = Field(default=30, ge=0)
     rate_limit_default_per_minute: int = Field(default=600, ge=0)
+    # When Redis is configured but unreachable: True lets requests through unlimited (logged),
+    # False answers 503 until Redis is back.
     rate_limit_fail_open: bool = True
+    # Public GET /events and /events/{id} answers kept in Redis this long; 0 = no cache.
+    response_cache_ttl_seconds: int = Field(default=5, ge=0)
+    # Namespace of every Redis key the platform writes (rate limits, login throttling, cache).
+    redis_key_prefix: str = "afisha"
+
+    # Payments.
+    payment_provider: Literal["sandbox", "yookassa"] = "sandbox"
+    public_url: str | None = None
+    sandbox_webhook_secret: str | None = None
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    yookassa_shop_id: str | None = None
+    yookassa_secret_key: str | None = None
+    yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    remainder_due_hours_before_start: int = Field(default=48, ge=0)
 
     # Replica sizing (fractions of a CPU; a replica reserves 1 CPU unless told otherwise).
     gateway_replicas: int = Field(default=1, ge=1)
@@ -129,6 +153,14 @@ class Settings(BaseSettings):
                 f"or AFISHA_{service.upper()}_DATABASE_URL"
             )
         return str(url)
+
+    @property
+    def api_base_url(self) -> str:
+        """Where this platform's HTTP API is reached (links, webhook targets)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}"
 
     def has_database(self) -> bool:
         return self.database_url is not None or all(

@@ -24,6 +24,7 @@ from serve.events.schemas import (
 )
 from serve.events.service import EventUseCases
 from serve.events.sweep import sweep_forever
+from serve.gateway.cache import EventCacheInvalidator
 
 
 class UserDirectory:
@@ -57,6 +58,7 @@ class EventService(ServiceBase):
         self.inventory = InventoryClient(config)
         users = UserDirectory(self.user)
         self.events = EventUseCases(self.settings, self.sessions, users, self.inventory)
+        self.events.changed = EventCacheInvalidator(self.settings).invalidate
         self.registrations = RegistrationUseCases(self.settings, self.sessions, users,
                                                   self.inventory)
         self.handlers = EventHandlers(self.inventory)

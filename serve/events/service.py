@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -56,6 +57,10 @@ class Inventories(Protocol):
                       payment_mode: str, idempotency_key: str, correlation_id: str) -> Any: ...
 
 
+async def _nothing(event_id: str) -> None:
+    return None
+
+
 def user_of(ctx: RequestContext) -> str:
     if ctx.identity is None:
         raise Unauthorized("send an access token: Authorization: Bearer <token>")
@@ -71,6 +76,7 @@ class EventAccess:
         self.sessions = sessions
         self.users = users
         self.inventory = inventory
+        self.changed: Callable[[str], Awaitable[None]] = _nothing  # e.g. drop cached answers
 
     async def event(self, event_id: str) -> dict[str, Any]:
         async with self.sessions() as session:
@@ -132,6 +138,7 @@ class EventUseCases(EventAccess):
             row = (await uow.session.execute(insert(events).values(**values)
                                              .returning(events))).mappings().one()
             uow.publish("event.created", changed_payload(row), aggregate_id=row["id"])
+        await self.changed(row["id"])
         return event_view(dict(row))
 
     async def get_event(self, ctx: RequestContext, event_id: str) -> dict[str, Any]:
@@ -153,6 +160,7 @@ class EventUseCases(EventAccess):
             row = (await session.execute(
                 update(events).where(events.c.id == event_id)
                 .values(**changes, updated_at=func.now()).returning(events))).mappings().one()
+        await self.changed(event_id)
         return event_view(dict(row))
 
     async def transition(self, ctx: RequestContext, event_id: str, action: str) -> dict[str, Any]:
@@ -172,6 +180,7 @@ class EventUseCases(EventAccess):
                 uow.publish(LIFECYCLE_EVENTS[action], changed_payload(row),
                             aggregate_id=event_id)
         await self.inventory.call_if_active(event_id, "refresh")
+        await self.changed(event_id)
         return event_view(dict(row))
 
     async def list_events(self, ctx: RequestContext, filters: EventFilters) -> dict[str, Any]:

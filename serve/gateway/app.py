@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,8 +26,10 @@ from serve.common.context import (
 from serve.common.errors import ProblemError, problem
 from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
 from serve.common.logs import get_logger
-from serve.gateway.deps import base_context
+from serve.gateway.cache import ResponseCacheMiddleware, build_cache
+from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.metrics import GatewayMetrics
+from serve.gateway.ratelimit import RateLimitMiddleware, build_limiter
 from serve.gateway.routes import all_routers
 
 PROBLEM_JSON = "application/problem+json"
@@ -105,8 +107,11 @@ def problem_response(status: int, slug: str, title: str, detail: str, request: R
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.extensions["retry_after"])} \
-            if "retry_after" in exc.extensions else None
+        headers: dict[str, str] = {}
+        if "retry_after" in exc.extensions:
+            headers["Retry-After"] = str(exc.extensions["retry_after"])
+        if exc.status == 429:
+            headers["Cache-Control"] = "no-store"
         return problem_response(exc.status, exc.slug, exc.title, exc.detail, request,
                                 headers=headers, **exc.extensions)
 
@@ -138,10 +143,16 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     metrics = GatewayMetrics()
     app.state.settings = settings
     app.state.services = services
+    # Outermost last: correlation id and metrics, then rate limiting, then the response cache.
+    cache = build_cache(settings)
+    if cache is not None:
+        app.add_middleware(ResponseCacheMiddleware, redis=cache, prefix=settings.redis_key_prefix,
+                           ttl=settings.response_cache_ttl_seconds)
+    app.add_middleware(RateLimitMiddleware, settings=settings, limiter=build_limiter(settings))
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     install_error_handlers(app)
     for router in all_routers():
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(enforce_authentication)])
 
     @app.get("/actuator/health", tags=["operations"], summary="Platform health")
     async def health(request: Request) -> JSONResponse:

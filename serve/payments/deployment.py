@@ -2,18 +2,177 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle
+from sqlalchemy import select
 
+from messaging.envelope import Envelope
+from messaging.outbox import UnitOfWork
 from serve.common.clients import ServiceClient
+from serve.common.context import RequestContext, bound
+from serve.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serve.common.service import ServiceBase
+from serve.payments import idempotency, orders, service
+from serve.payments.delivery import SandboxDeliverer
+from serve.payments.domain import Kind
+from serve.payments.providers import Provider, SandboxProvider, provider_named
+from serve.payments.yookassa import YooKassaProvider
+from storage.payment import payments
 
 
 class PaymentService(ServiceBase):
     service = "payment"
 
-    def __init__(self, config: dict[str, Any], event: DeploymentHandle) -> None:
+    async def __init__(self, config: dict[str, Any],  # type: ignore[misc]
+                       event: DeploymentHandle) -> None:
         super().__init__(config)
         self.event = ServiceClient("event", event)
+        base = self.settings.api_base_url
+        self.sandbox = SandboxProvider(str(self.settings.sandbox_webhook_secret or ""), base,
+                                       self.settings.webhook_tolerance_seconds)
+        self.deliverer = SandboxDeliverer(self.sessions, self.sandbox,
+                                          f"{base}/api/v1/webhooks/sandbox", self.log)
+        self.providers: dict[str, Provider] = {}
+        if self.settings.payment_provider == "yookassa":
+            self.providers["yookassa"] = YooKassaProvider(
+                str(self.settings.yookassa_shop_id), str(self.settings.yookassa_secret_key),
+                self.settings.yookassa_api_url, return_url=base)
+        else:
+            self.providers["sandbox"] = self.sandbox
+            self._delivery = asyncio.get_running_loop().create_task(self.deliverer.run())
 
+    def uow(self, ctx: RequestContext | None = None) -> UnitOfWork:
+        return UnitOfWork(self.sessions, "payment", ctx)
+
+    @property
+    def provider(self) -> Provider:
+        return self.providers[self.settings.payment_provider]
+
+    # --- public API (called by the gateway) ---
+    async def create_payment(self, ctx: RequestContext, registration_id: str, kind: str,
+                             idempotency_key: str | None) -> dict[str, Any]:
+        with bound(ctx):
+            user_id = _user(ctx)
+            async with self.sessions() as session:
+                reg = await orders.load(session, registration_id)
+            if reg.user_id != user_id:
+                raise Forbidden("only the attendee pays for a registration")
+
+            async def operation(uow: UnitOfWork) -> dict[str, Any]:
+                return await service.create_payment(uow, self.provider, reg, Kind(kind))
+
+            return await idempotency.run_once(
+                self.sessions, lambda: self.uow(ctx), f"{user_id}:create-payment",
+                idempotency_key, {"registration_id": registration_id, "kind": kind}, operation)
+
+    async def get_payment(self, ctx: RequestContext, payment_id: str) -> dict[str, Any]:
+        with bound(ctx):
+            async with self.sessions() as session:
+                row = await service.load(session, payment_id)
+            await self._may_see(ctx, row)
+            return service.view(row)
+
+    async def list_payments(self, ctx: RequestContext, registration_id: str) -> dict[str, Any]:
+        with bound(ctx):
+            async with self.sessions() as session:
+                rows = (await session.execute(
+                    select(payments).where(payments.c.registration_id == _uuid(registration_id))
+                    .order_by(payments.c.created_at))).mappings().all()
+            for row in rows[:1]:
+                await self._may_see(ctx, row)
+            return {"items": [service.view(r) for r in rows], "next_cursor": None}
+
+    async def refund_payment(self, ctx: RequestContext, payment_id: str, amount: int | None,
+                             currency: str | None, reason: str | None,
+                             idempotency_key: str | None) -> dict[str, Any]:
+        with bound(ctx):
+            async with self.sessions() as session:
+                row = await service.load(session, payment_id)
+            if not await self._organizes(ctx, row):
+                raise Forbidden("only the event's organizers and admins refund payments")
+            if currency is not None and currency != row["currency"]:
+                raise BadRequest(f"this payment is in {row['currency']}, not {currency}")
+            provider = self.providers[row["provider"]]
+
+            async def operation(uow: UnitOfWork) -> dict[str, Any]:
+                return await service.refund(uow, provider, payment_id, amount, reason)
+
+            return await idempotency.run_once(
+                self.sessions, lambda: self.uow(ctx), f"{_user(ctx)}:refund:{payment_id}",
+                idempotency_key, {"amount": amount, "currency": currency, "reason": reason},
+                operation)
+
+    async def sandbox_checkout(self, ctx: RequestContext, payment_id: str, outcome: str,
+                               copies: int = 1, reverse: bool = False) -> dict[str, Any]:
+        """The sandbox payer's decision; the provider then calls our webhook on its own."""
+        with bound(ctx):
+            async with self.sessions() as session, session.begin():
+                row = await service.load(session, payment_id)
+                if row["provider"] != "sandbox":
+                    raise NotFound("sandbox checkout exists only for sandbox payments")
+                if str(row["user_id"]) != _user(ctx):
+                    raise Forbidden("only the payer checks out a payment")
+                queued = await self.sandbox.checkout(session, str(row["provider_payment_id"]),
+                                                     outcome, copies, reverse)
+            self.deliverer.wake.set()
+            return {"payment_id": payment_id, "outcome": outcome, "webhooks_queued": queued}
+
+    async def handle_webhook(self, ctx: RequestContext, provider_name: str,
+                             headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        with bound(ctx):
+            provider = provider_named(self.providers, provider_name)
+            note = await provider.verify_webhook(headers, body, time.time())
+            async with self.uow(ctx) as uow:
+                outcome = await service.apply_notification(uow, provider, note,
+                                                            {"raw": body.decode("utf-8",
+                                                                                "replace")})
+            self.log.info("webhook %s from %s: %s", note.event_id, provider_name, outcome)
+            return {"result": outcome}
+
+    # --- consumed domain events ---
+    def message_handlers(self) -> dict[str, Callable[[UnitOfWork, Envelope], Awaitable[None]]]:
+        return {"registration.created": self.on_registration_created,
+                "event.cancelled": self.on_event_cancelled}
+
+    async def on_registration_created(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """A paid registration gets its pending payment (full, or the prepayment)."""
+        data = envelope.data
+        reg = await orders.record(uow.session, data)
+        if reg is None or data["status"] != "pending_payment":
+            return
+        kind = Kind.PREPAYMENT if data.get("payment_mode") == "prepayment" else Kind.FULL
+        await service.create_payment(uow, self.provider, reg, kind)
+
+    async def on_event_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        refunded = await service.refund_event(uow, self.providers, envelope.data["event_id"])
+        self.log.info("event %s cancelled: %d payments refunded", envelope.data["event_id"],
+                      refunded)
+
+    # --- authorization ---
+    async def _may_see(self, ctx: RequestContext, row: Any) -> None:
+        if str(row["user_id"]) == _user(ctx) or await self._organizes(ctx, row):
+            return
+        raise Forbidden("only the payer, the event's organizers and admins see a payment")
+
+    async def _organizes(self, ctx: RequestContext, row: Any) -> bool:
+        if ctx.identity is not None and ctx.identity.is_admin:
+            return True
+        return bool(await self.event.call("can_manage_event", ctx, str(row["event_id"])))
+
+
+def _user(ctx: RequestContext) -> str:
+    if ctx.identity is None:
+        raise Unauthorized("sign in first")
+    return ctx.identity.user_id
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound(f"{value!r} is not an id") from exc

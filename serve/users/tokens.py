@@ -8,6 +8,7 @@ by ``afisha run`` when unset), or RS256/ES256/EdDSA with ``AFISHA_JWT_PRIVATE_KE
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -77,3 +78,23 @@ def decode(settings: Settings, token: str, token_type: str) -> dict[str, Any]:
 def identity_from_access_token(settings: Settings, token: str) -> Identity:
     claims = decode(settings, token, "access")
     return Identity(user_id=str(claims["sub"]), roles=tuple(claims.get("roles") or ()))
+
+
+def issue_refresh_token(settings: Settings, user_id: str, family_id: str,
+                        now: float | None = None) -> str:
+    """A refresh token of a rotation family; the server keeps only its digest."""
+    return issue(settings, user_id, "refresh", settings.refresh_token_ttl_seconds, now,
+                 fam=family_id)
+
+
+def refresh_claims(settings: Settings, token: str) -> dict[str, Any]:
+    """Verified claims of a refresh token (never accepts an access token)."""
+    claims = decode(settings, token, "refresh")
+    if not isinstance(claims.get("fam"), str):
+        raise Unauthorized("the token is not valid", slug="invalid-token")
+    return claims
+
+
+def digest(token: str) -> bytes:
+    """How refresh tokens and invite tokens are stored: SHA-256 of the token."""
+    return hashlib.sha256(token.encode()).digest()

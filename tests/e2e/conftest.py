@@ -17,6 +17,7 @@ from tests.conftest import free_port
 
 # Known to the tests so they can mint access tokens for users the platform has not seen.
 E2E_JWT_SECRET = "e2e-" + "0123456789abcdef" * 4
+ADMIN_EMAIL = "admin@e2e-afisha.example.org"
 
 
 def serve_private_ports() -> dict[str, str]:
@@ -56,6 +57,7 @@ def platform(fresh_database: str, amqp_url: str, redis_url: str,
         "AFISHA_RATE_LIMIT_AUTH_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
+        "AFISHA_ADMIN_EMAILS": ADMIN_EMAIL,
         # Serve's HAProxy side ports, so a platform already running here does not collide.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from tests.e2e.conftest import RunningPlatform
 
 DEPLOYMENTS = {"gateway", "user", "event", "payment", "notification", "media", "analytics"}
@@ -59,3 +63,13 @@ def test_prometheus_reports_requests_by_route_and_status(platform: RunningPlatfo
         text = http.get("/actuator/prometheus").text
     assert 'afisha_http_requests_total{method="GET",route="/actuator/health",status="200"}' in text
     assert "afisha_http_request_duration_seconds_bucket" in text
+
+
+def test_afisha_status_prints_the_health_table(platform: RunningPlatform) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "status", "--url", platform.base_url],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in DEPLOYMENTS:
+        assert name in result.stdout
+    assert "DOWN" not in result.stdout

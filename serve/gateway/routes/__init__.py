@@ -7,7 +7,6 @@ from fastapi import APIRouter
 
 def all_routers() -> list[APIRouter]:
     """Every router the gateway mounts (one import per service area)."""
-    from serve.gateway.routes import events
+    from serve.gateway.routes import events, payments, users
 
-    routers: list[APIRouter] = [events.router]
-    return routers
+    return [users.router, payments.router, events.router]

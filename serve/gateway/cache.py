@@ -1,0 +1,140 @@
+"""Response cache for anonymous ``GET /api/v1/events`` and ``GET /api/v1/events/{id}``.
+
+Only with Redis (``AFISHA_REDIS_URL``) and ``AFISHA_RESPONSE_CACHE_TTL_SECONDS`` > 0. Only
+requests without an ``Authorization`` header and ``200 application/json`` answers are cached.
+
+Keys: ``<prefix>:cache:events:gen`` holds a generation number; answers are stored under
+``<prefix>:cache:events:<gen>:<sha256 of path?query>`` with the TTL. ``invalidate_events``
+increments the generation, so every cached answer is dropped at once, and an answer computed
+while the generation changed is written under the old generation and never served.
+
+The Event service calls, after committing a change to an event::
+
+    invalidator = EventCacheInvalidator(settings)      # once, in the replica
+    await invalidator.invalidate()                     # after each change
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cluster.settings import Settings
+from serve.common.logs import get_logger
+
+log = get_logger("gateway.cache")
+CACHEABLE = re.compile(r"^/api/v1/events(/[^/]+)?/?$")
+MAX_BODY = 512 * 1024
+
+# KEYS[1] generation key; ARGV[1] key prefix; ARGV[2] request digest -> {generation, body}.
+_LOOKUP = """
+local gen = redis.call('GET', KEYS[1]) or '0'
+return {gen, redis.call('GET', ARGV[1] .. gen .. ':' .. ARGV[2])}
+"""
+
+
+def generation_key(prefix: str) -> str:
+    return f"{prefix}:cache:events:gen"
+
+
+async def invalidate_events(redis: aioredis.Redis, prefix: str) -> None:
+    """Drop every cached event answer (list and detail)."""
+    await redis.incr(generation_key(prefix))
+
+
+class EventCacheInvalidator:
+    """What the Event service holds: a no-op unless the cache is configured."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = settings.redis_key_prefix
+        self.redis = (aioredis.from_url(settings.redis_url, socket_timeout=1)
+                      if settings.redis_url and settings.response_cache_ttl_seconds else None)
+
+    async def invalidate(self, event_id: str | None = None) -> None:
+        """Call after an event changes (``event_id`` is for the log; all entries go)."""
+        if self.redis is None:
+            return
+        try:
+            await invalidate_events(self.redis, self.prefix)
+        except RedisError as exc:
+            log.warning("cache invalidation for event %s failed: %s", event_id, exc)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+class ResponseCacheMiddleware:
+    def __init__(self, app: ASGIApp, redis: aioredis.Redis, prefix: str, ttl: int) -> None:
+        self.app = app
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl = ttl
+        self._lookup = redis.register_script(_LOOKUP)
+
+    @staticmethod
+    def _cacheable(scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return False
+        if any(name == b"authorization" for name, _ in scope.get("headers") or []):
+            return False
+        return bool(CACHEABLE.match(scope["path"]))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._cacheable(scope):
+            await self.app(scope, receive, send)
+            return
+        digest = hashlib.sha256(scope["path"].encode() + b"?" + scope["query_string"]).hexdigest()
+        base = f"{self.prefix}:cache:events:"
+        try:
+            generation, body = await self._lookup(keys=[generation_key(self.prefix)],
+                                                  args=[base, digest])
+        except RedisError as exc:
+            log.warning("response cache unavailable: %s", exc)
+            await self.app(scope, receive, send)
+            return
+        if body is not None:
+            await _send_cached(send, body)
+            return
+        await self._fill(scope, receive, send, f"{base}{generation.decode()}:{digest}")
+
+    async def _fill(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                message["headers"] = [*message.get("headers", []), (b"x-cache", b"MISS")]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        headers = dict(start.get("headers", [])) if start else {}
+        body = b"".join(chunks)
+        if (start and start["status"] == 200 and len(body) <= MAX_BODY
+                and headers.get(b"content-type", b"").startswith(b"application/json")):
+            try:
+                await self.redis.set(key, body, ex=self.ttl)
+            except RedisError as exc:
+                log.warning("response cache unavailable: %s", exc)
+
+
+async def _send_cached(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"x-cache", b"HIT")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_cache(settings: Settings) -> aioredis.Redis | None:
+    if not settings.redis_url or not settings.response_cache_ttl_seconds:
+        return None
+    return aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)

@@ -1,0 +1,69 @@
+"""Payment routes: payments, refunds, provider webhooks, the sandbox checkout."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, status
+
+from serve.gateway.deps import PublicContext, ServicesDep, UserContext
+from serve.payments.schemas import (
+    CheckoutIn,
+    CheckoutOut,
+    PaymentIn,
+    PaymentList,
+    PaymentOut,
+    RefundIn,
+    RefundOut,
+    WebhookOut,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["payments"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.post("/payments", response_model=PaymentOut,
+             summary="The payment of a kind for a registration (existing or new)")
+async def create_payment(body: PaymentIn, ctx: UserContext, services: ServicesDep,
+                         idempotency_key: IdempotencyKey = None) -> Any:
+    return await services.payment.call("create_payment", ctx, body.registration_id, body.kind,
+                                       idempotency_key)
+
+
+@router.get("/payments", response_model=PaymentList, summary="Payments of a registration")
+async def list_payments(ctx: UserContext, services: ServicesDep,
+                        registration_id: Annotated[str, Query()]) -> Any:
+    return await services.payment.call("list_payments", ctx, registration_id)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut, summary="One payment")
+async def get_payment(payment_id: str, ctx: UserContext, services: ServicesDep) -> Any:
+    return await services.payment.call("get_payment", ctx, payment_id)
+
+
+@router.post("/payments/{payment_id}/refund", response_model=RefundOut,
+             summary="Refund all (no amount) or part of a captured payment")
+async def refund(payment_id: str, body: RefundIn, ctx: UserContext, services: ServicesDep,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    amount = body.amount.amount if body.amount else None
+    currency = body.amount.currency if body.amount else None
+    return await services.payment.call("refund_payment", ctx, payment_id, amount, currency,
+                                       body.reason, idempotency_key)
+
+
+@router.post("/payments/{payment_id}/sandbox-checkout", response_model=CheckoutOut,
+             status_code=status.HTTP_202_ACCEPTED,
+             summary="Play the payer at the sandbox provider; it then calls the webhook")
+async def sandbox_checkout(payment_id: str, body: CheckoutIn, ctx: UserContext,
+                           services: ServicesDep) -> Any:
+    return await services.payment.call("sandbox_checkout", ctx, payment_id, body.outcome,
+                                       body.copies, body.reverse)
+
+
+@router.post("/webhooks/{provider}", response_model=WebhookOut,
+             summary="Notifications from a payment provider (signed)")
+async def webhook(provider: str, request: Request, ctx: PublicContext,
+                  services: ServicesDep) -> Any:
+    body = await request.body()
+    return await services.payment.call("handle_webhook", ctx, provider,
+                                       dict(request.headers), body)

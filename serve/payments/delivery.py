@@ -1,0 +1,76 @@
+"""The sandbox provider's webhook sender: delivers queued notifications, retrying with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from serve.payments.providers import SandboxProvider
+from storage.payment import sandbox_webhooks
+
+BATCH = 20
+
+
+def backoff(attempts: int) -> float:
+    return float(min(60.0, 0.25 * 2 ** attempts))
+
+
+class SandboxDeliverer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], provider: SandboxProvider,
+                 target_url: str, log: logging.Logger) -> None:
+        self.sessions = sessions
+        self.provider = provider
+        self.target_url = target_url
+        self.log = log
+        self.wake = asyncio.Event()
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+            while True:
+                try:
+                    sent = await self.deliver_due(client)
+                except Exception:
+                    self.log.exception("sandbox webhook delivery failed; retrying")
+                    sent = 0
+                if not sent:
+                    self.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), 0.5)
+
+    async def deliver_due(self, client: httpx.AsyncClient) -> int:
+        """Send every due notification once (rows locked so replicas never send one twice)."""
+        async with self.sessions() as session, session.begin():
+            rows = (await session.execute(
+                select(sandbox_webhooks).where(sandbox_webhooks.c.delivered_at.is_(None),
+                                               sandbox_webhooks.c.next_attempt_at <= func.now())
+                .order_by(sandbox_webhooks.c.id).limit(BATCH)
+                .with_for_update(skip_locked=True))).mappings().all()
+            for row in rows:
+                error = await self._post(client, row["body"])
+                if error is None:
+                    values: dict[str, object] = {"delivered_at": func.now(),
+                                                 "attempts": row["attempts"] + 1}
+                else:
+                    values = {"attempts": row["attempts"] + 1, "last_error": error,
+                              "next_attempt_at": func.now() + timedelta(
+                                  seconds=backoff(row["attempts"]))}
+                await session.execute(update(sandbox_webhooks)
+                                      .where(sandbox_webhooks.c.id == row["id"]).values(**values))
+            return len(rows)
+
+    async def _post(self, client: httpx.AsyncClient, body: str) -> str | None:
+        headers = self.provider.signed_headers(body, int(time.time()))
+        try:
+            response = await client.post(self.target_url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if response.is_success:
+            return None
+        return f"HTTP {response.status_code}: {response.text[:200]}"

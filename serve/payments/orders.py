@@ -1,0 +1,49 @@
+"""What each paid registration costs, recorded from ``registration.created``.
+
+The payment service keeps its own copy, so paying never waits on the Event service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from serve.common.errors import NotFound
+from serve.payments.domain import Order
+from serve.payments.service import Registration
+from storage.payment import orders
+
+
+async def record(session: AsyncSession, data: dict[str, Any]) -> Registration | None:
+    """Keep the terms of a paid registration (``None`` for a free one)."""
+    if data["amount"] <= 0:
+        return None
+    await session.execute(pg_insert(orders).values(
+        registration_id=uuid.UUID(data["registration_id"]),
+        event_id=uuid.UUID(data["event_id"]),
+        organization_id=uuid.UUID(data["organization_id"]),
+        user_id=uuid.UUID(data["user_id"]),
+        total=data["amount"], currency=data["currency"],
+        prepayment=data.get("prepayment_amount"),
+    ).on_conflict_do_nothing())
+    return await load(session, data["registration_id"])
+
+
+async def load(session: AsyncSession, registration_id: str) -> Registration:
+    try:
+        key = uuid.UUID(str(registration_id))
+    except ValueError as exc:
+        raise NotFound(f"{registration_id!r} is not a registration id") from exc
+    row = (await session.execute(select(orders).where(orders.c.registration_id == key)))\
+        .mappings().first()
+    if row is None:
+        raise NotFound(f"registration {registration_id} has nothing to pay (free or unknown)",
+                       slug="no-order")
+    return Registration(
+        registration_id=str(row["registration_id"]), event_id=str(row["event_id"]),
+        organization_id=str(row["organization_id"]), user_id=str(row["user_id"]),
+        order=Order(total=row["total"], currency=row["currency"], prepayment=row["prepayment"]))
