@@ -167,7 +167,7 @@ class InventoryActor:
         assert self.catalogue is not None
         rules = self.catalogue.rules[ticket_type_id]
         charge = charge_for(rules, quantity, payment_mode)
-        registration_id, reservation_id = uuid.uuid4().hex, uuid.uuid4().hex
+        registration_id, reservation_id = str(uuid.uuid4()), str(uuid.uuid4())
         if rules.is_free:
             self.inv.take_confirmed(ticket_type_id, user_id, quantity)
             status, hold_id, expires_at = RegistrationStatus.CONFIRMED, None, None

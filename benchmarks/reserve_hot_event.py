@@ -52,7 +52,7 @@ SECRET = "bench-" + "s" * 40
 async def seed(settings: Settings, count: int, quantity: int, price: int) -> list[tuple[str, str]]:
     engine = create_engine(settings, "event")
     start = datetime.now(UTC) + timedelta(days=30)
-    pairs = [(uuid.uuid4().hex, uuid.uuid4().hex) for _ in range(count)]
+    pairs = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(count)]
     async with sessionmaker(engine).begin() as session:
         await session.execute(insert(events), [
             {"id": e, "organization_id": "bench", "title": "Benchmark", "starts_at": start,

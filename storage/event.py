@@ -1,4 +1,4 @@
-"""Tables of the event service (schema ``event_service``). Ids are text (uuid4 hex).
+"""Tables of the event service (schema ``event_service``). Ids are text: canonical UUIDs.
 
 Seats are counted from two places: ``registrations`` in confirmed/checked_in own seats, and
 ``reservations`` in status ``held`` hold them until ``expires_at``.

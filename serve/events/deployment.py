@@ -150,6 +150,17 @@ class EventService(ServiceBase):
             await self.registrations.leave_waitlist(ctx, event_id)
 
     # --- for other services (Payment, Notification, Analytics) ---
+    async def can_manage_event(self, ctx: RequestContext, event_id: str) -> bool:
+        """Whether the caller is an owner or moderator of the event's organization."""
+        from serve.common.errors import NotFound
+        from serve.events.handlers import canonical
+
+        try:
+            event = await self.events.event(canonical(event_id))
+        except NotFound:
+            return False
+        return await self.events.is_manager(ctx, event["organization_id"])
+
     async def registration_for_service(self, registration_id: str) -> dict[str, Any] | None:
         """A registration as the payment service needs it (no access check: internal)."""
         from actors.store import load_registration

@@ -8,6 +8,7 @@ they stay correct even though they do not share ``uow``'s transaction.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,14 @@ from storage.event import group_members
 
 Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
 log = get_logger("event.handlers")
+
+
+def canonical(value: object) -> str:
+    """Our ids are canonical UUID strings; other services may spell a UUID differently."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
 
 
 class EventHandlers:
@@ -39,7 +48,7 @@ class EventHandlers:
         data = envelope.data
         try:
             result: dict[str, Any] = await self.inventory.call(
-                data["event_id"], "confirm_payment", data["registration_id"])
+                canonical(data["event_id"]), "confirm_payment", canonical(data["registration_id"]))
         except NotFound:
             log.warning("payment %s names unknown registration %s", data.get("payment_id"),
                         data["registration_id"])
@@ -52,8 +61,8 @@ class EventHandlers:
         if not data.get("fully_refunded"):
             return
         try:
-            await self.inventory.call(data["event_id"], "cancel", data["registration_id"],
-                                      "refunded")
+            await self.inventory.call(canonical(data["event_id"]), "cancel",
+                                      canonical(data["registration_id"]), "refunded")
         except (NotFound, Conflict) as exc:  # unknown, or already checked in
             log.warning("refund of registration %s changes nothing: %s",
                         data["registration_id"], exc)

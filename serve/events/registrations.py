@@ -167,7 +167,7 @@ class RegistrationUseCases(EventAccess):
         if stock["available"] >= body.quantity:
             raise Conflict("tickets are still available; register instead",
                            slug="not-sold-out")
-        entry = {"id": uuid.uuid4().hex, "event_id": event_id, "user_id": user_id,
+        entry = {"id": str(uuid.uuid4()), "event_id": event_id, "user_id": user_id,
                  "ticket_type_id": body.ticket_type_id, "quantity": body.quantity,
                  "status": "waiting"}
         try:

@@ -132,7 +132,7 @@ class EventUseCases(EventAccess):
         if body.group_id and await self.users.group_organization(
                 ctx, body.group_id) != body.organization_id:
             raise Unprocessable("group_id is not a group of this organization")
-        values = body.model_dump() | {"id": uuid.uuid4().hex, "status": "draft",
+        values = body.model_dump() | {"id": str(uuid.uuid4()), "status": "draft",
                                       "created_by": user_id}
         async with UnitOfWork(self.sessions, "event", ctx) as uow:
             row = (await uow.session.execute(insert(events).values(**values)
@@ -238,7 +238,7 @@ class EventUseCases(EventAccess):
         domain.validate_ticket_type(rules)
         async with self.sessions.begin() as session:
             row = (await session.execute(insert(ticket_types).values(
-                id=uuid.uuid4().hex, event_id=event_id, name=body.name, **columns_of(rules))
+                id=str(uuid.uuid4()), event_id=event_id, name=body.name, **columns_of(rules))
                 .returning(ticket_types))).mappings().one()
         await self.inventory.call_if_active(event_id, "refresh")
         return ticket_type_view(dict(row))

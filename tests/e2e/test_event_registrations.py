@@ -25,7 +25,7 @@ def auth(user_id: str) -> dict[str, str]:
 
 
 async def seed_event(database_url: str, quantity: int, price: int) -> tuple[str, str]:
-    event_id, tt = uuid.uuid4().hex, uuid.uuid4().hex
+    event_id, tt = str(uuid.uuid4()), str(uuid.uuid4())
     start = datetime.now(UTC) + timedelta(days=10)
     conn = await asyncpg.connect(database_url)
     try:
@@ -96,7 +96,7 @@ async def test_idempotency_key_ticket_and_bad_input_over_http(
                                                              "quantity": "lots"})
         assert bad.status_code == 422
         assert bad.headers["content-type"] == "application/problem+json"
-        missing = await http.post(f"/api/v1/events/{uuid.uuid4().hex}/registrations",
+        missing = await http.post(f"/api/v1/events/{uuid.uuid4()}/registrations",
                                   headers=auth("ann"), json={"ticket_type_id": tt})
         assert missing.status_code == 404
     assert await count_registrations(fresh_database, event_id) == {"confirmed": 2}

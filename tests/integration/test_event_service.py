@@ -6,6 +6,7 @@ The user service is a small fake with the interface the event service relies on.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -155,7 +156,9 @@ async def test_paid_registration_payment_check_in_and_ticket(world: World) -> No
     [listed] = (await world.events.list_ticket_types(as_user(None), event_id))["items"]
     assert (listed["quantity"], listed["available"]) == (10, 8)
     assert (await world.regs.get_registration(as_user("alice"), reg["id"]))["ticket_code"] is None
-    await world.handle("payment.completed", payment(reg))
+    # The payment service may spell our UUIDs differently (hex, upper case).
+    await world.handle("payment.completed", payment(reg) | {
+        "registration_id": uuid.UUID(reg["id"]).hex, "event_id": reg["event_id"].upper()})
     await world.handle("payment.completed", payment(reg))  # redelivered: no change
     mine = await world.regs.get_registration(as_user("alice"), reg["id"])
     assert mine["status"] == "confirmed" and mine["ticket_code"]

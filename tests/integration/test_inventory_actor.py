@@ -29,7 +29,7 @@ class Db:
 
     async def event(self, quantity: int, price: int = 1000,
                     limit: int | None = None) -> tuple[str, str]:
-        event_id, tt = uuid.uuid4().hex, uuid.uuid4().hex
+        event_id, tt = str(uuid.uuid4()), str(uuid.uuid4())
         now = datetime.now(UTC)
         async with self.sessions.begin() as s:
             await s.execute(insert(events).values(
