@@ -83,6 +83,18 @@ class Settings(BaseSettings):
 
     # Domain.
     reservation_ttl_seconds: int = Field(default=900, ge=1)
+    waitlist_offer_ttl_seconds: int = Field(default=900, ge=1)
+    # Per-event inventory actors: idle ones exit after this long; requests arriving within the
+    # batch window are persisted in one transaction; callers send the reservations arriving
+    # within their batch window in one actor call; CPU reserved by each actor.
+    inventory_idle_seconds: float = Field(default=300, gt=0)
+    inventory_batch_window_ms: float = Field(default=2, ge=0)
+    inventory_client_batch_ms: float = Field(default=2, ge=0)
+    inventory_num_cpus: float = Field(default=0, ge=0)
+    reservation_sweep_seconds: float = Field(default=30, gt=0)
+    # event.reminder is published this many minutes before an event starts (comma-separated).
+    event_reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1440, 60])
     require_services: bool = False
     rate_limit_auth_per_minute: int = Field(default=20, ge=0)
     rate_limit_reserve_per_minute: int = Field(default=30, ge=0)
@@ -115,6 +127,13 @@ class Settings(BaseSettings):
     def _split_emails(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("event_reminder_offsets_minutes", mode="before")
+    @classmethod
+    def _split_offsets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(part) for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("database_url", "user_database_url", "event_database_url",

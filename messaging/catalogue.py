@@ -87,6 +87,7 @@ class RegistrationCreated(Payload):
     prepayment_amount: int | None = None
     reservation_id: str | None = None
     expires_at: str | None = None
+    waitlist_offer: bool = False
 
 
 class RegistrationCancelled(Payload):

@@ -40,8 +40,9 @@ def test_embedded_postgres_migrates_and_keeps_data_across_restarts(tmp_path: Pat
     url = again.start()
     try:
         assert asyncio.run(_scalar(url, "SELECT count(*) FROM outbox")) == 1
-        assert asyncio.run(migrate.current_revision(make_settings(database_url=url), "event")) \
-            == "event_0001"
+        settings = make_settings(database_url=url)
+        assert asyncio.run(migrate.current_revision(settings, "event")) \
+            == migrate.head_revision(settings, "event")
     finally:
         again.stop()
 

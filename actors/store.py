@@ -1,0 +1,257 @@
+"""What the inventory actor reads and writes in Postgres (schema ``event_service``).
+
+Every write here is one unit of work: the state change and its domain events commit together.
+Status changes are conditional (``WHERE status = ...``) so a change happens, and its event is
+published, exactly once, whoever tries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from messaging.outbox import UnitOfWork
+from serve.events.domain import TicketTypeRules
+from serve.events.inventory import Hold, Inventory
+from storage.event import (
+    events,
+    group_members,
+    idempotency_keys,
+    registrations,
+    reservations,
+    ticket_types,
+    waitlist_entries,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRegistration:
+    """A decision the actor has taken in memory and must persist before answering."""
+
+    registration_id: str
+    reservation_id: str | None
+    event_id: str
+    organization_id: str
+    ticket_type_id: str
+    user_id: str
+    quantity: int
+    status: str
+    payment_mode: str
+    amount: int
+    currency: str
+    prepayment_amount: int | None
+    expires_at: datetime | None
+    idempotency_key: str | None
+    correlation_id: str
+
+
+def epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+@dataclass
+class Catalogue:
+    event: dict[str, Any]
+    rules: dict[str, TicketTypeRules]
+
+
+async def load_catalogue(session: AsyncSession, event_id: str) -> Catalogue | None:
+    found = await session.execute(select(events).where(events.c.id == event_id))
+    event = found.mappings().first()
+    if event is None:
+        return None
+    rows = (await session.execute(
+        select(ticket_types).where(ticket_types.c.event_id == event_id))).mappings().all()
+    rules = {r["id"]: TicketTypeRules(r["price"], r["currency"], r["quantity"],
+                                      r["per_user_limit"], r["prepayment_amount"],
+                                      r["sales_start"], r["sales_end"]) for r in rows}
+    return Catalogue(dict(event), rules)
+
+
+async def load_inventory(session: AsyncSession, event_id: str, catalogue: Catalogue,
+                         inv: Inventory) -> dict[str, str]:
+    """Fill ``inv`` with confirmed seats and held reservations; returns hold id -> registration."""
+    for tt, rules in catalogue.rules.items():
+        inv.set_ticket_type(tt, rules.quantity, rules.per_user_limit)
+    confirmed = await session.execute(
+        select(registrations.c.ticket_type_id, registrations.c.user_id,
+               func.sum(registrations.c.quantity))
+        .where(registrations.c.event_id == event_id,
+               registrations.c.status.in_(("confirmed", "checked_in")))
+        .group_by(registrations.c.ticket_type_id, registrations.c.user_id))
+    for tt, user, quantity in confirmed.all():
+        inv.add_confirmed(tt, user, int(quantity))
+    held = await session.execute(
+        select(reservations).where(reservations.c.event_id == event_id,
+                                   reservations.c.status == "held"))
+    owners: dict[str, str] = {}
+    for r in held.mappings().all():
+        inv.restore_hold(Hold(r["id"], r["ticket_type_id"], r["user_id"], r["quantity"],
+                              epoch(r["expires_at"])))
+        owners[r["id"]] = r["registration_id"]
+    return owners
+
+
+async def is_group_member(session: AsyncSession, group_id: str, user_id: str) -> bool:
+    found = await session.scalar(select(group_members.c.user_id).where(
+        group_members.c.group_id == group_id, group_members.c.user_id == user_id))
+    return found is not None
+
+
+async def load_keys(session: AsyncSession, event_id: str) -> dict[tuple[str, str], str]:
+    """(user, Idempotency-Key) -> registration, for the registrations of one event."""
+    rows = await session.execute(
+        select(idempotency_keys.c.user_id, idempotency_keys.c.key,
+               idempotency_keys.c.registration_id)
+        .join(registrations, registrations.c.id == idempotency_keys.c.registration_id)
+        .where(registrations.c.event_id == event_id))
+    return {(r.user_id, r.key): r.registration_id for r in rows.all()}
+
+
+async def write_registrations(sessions: async_sessionmaker[AsyncSession],
+                              batch: list[NewRegistration]) -> None:
+    """Group commit: every registration of the batch, its hold, key and event in one transaction."""
+    async with UnitOfWork(sessions, "event") as uow:
+        await insert_registrations(uow, batch)
+
+
+async def write_offer(sessions: async_sessionmaker[AsyncSession], offer: NewRegistration,
+                      entry_id: str) -> None:
+    """A waiting-list offer: the registration with its hold, and the entry marked offered."""
+    async with UnitOfWork(sessions, "event") as uow:
+        await insert_registrations(uow, [offer], waitlist_offer=True)
+        await uow.session.execute(
+            update(waitlist_entries).where(waitlist_entries.c.id == entry_id)
+            .values(status="offered", registration_id=offer.registration_id))
+
+
+async def next_waiting(session: AsyncSession, event_id: str, ticket_type_id: str,
+                       available: int) -> dict[str, Any] | None:
+    row = (await session.execute(
+        select(waitlist_entries).where(
+            waitlist_entries.c.event_id == event_id,
+            waitlist_entries.c.ticket_type_id == ticket_type_id,
+            waitlist_entries.c.status == "waiting",
+            waitlist_entries.c.quantity <= available)
+        .order_by(waitlist_entries.c.created_at, waitlist_entries.c.id).limit(1))
+           ).mappings().first()
+    return dict(row) if row else None
+
+
+async def skip_waiting(sessions: async_sessionmaker[AsyncSession], entry_id: str) -> None:
+    async with sessions.begin() as session:
+        await session.execute(update(waitlist_entries).where(waitlist_entries.c.id == entry_id)
+                              .values(status="skipped"))
+
+
+async def insert_registrations(uow: UnitOfWork, batch: list[NewRegistration],
+                               waitlist_offer: bool = False) -> None:
+    await uow.session.execute(insert(registrations), [
+        {"id": n.registration_id, "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
+         "user_id": n.user_id, "quantity": n.quantity, "status": n.status,
+         "payment_mode": n.payment_mode, "amount": n.amount, "currency": n.currency,
+         "prepayment_amount": n.prepayment_amount} for n in batch])
+    held = [n for n in batch if n.reservation_id is not None]
+    if held:
+        await uow.session.execute(insert(reservations), [
+            {"id": n.reservation_id, "registration_id": n.registration_id,
+             "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
+             "user_id": n.user_id, "quantity": n.quantity, "status": "held",
+             "expires_at": n.expires_at} for n in held])
+    keyed = [n for n in batch if n.idempotency_key]
+    if keyed:
+        await uow.session.execute(insert(idempotency_keys), [
+            {"user_id": n.user_id, "key": n.idempotency_key,
+             "registration_id": n.registration_id} for n in keyed])
+    for n in batch:
+        uow.correlation_id = n.correlation_id
+        uow.publish("registration.created", created_payload(n) | {
+            "waitlist_offer": waitlist_offer}, aggregate_id=n.event_id)
+
+
+def created_payload(n: NewRegistration) -> dict[str, Any]:
+    return {"registration_id": n.registration_id, "event_id": n.event_id,
+            "organization_id": n.organization_id, "ticket_type_id": n.ticket_type_id,
+            "user_id": n.user_id, "quantity": n.quantity, "status": n.status,
+            "amount": n.amount, "currency": n.currency, "payment_mode": n.payment_mode,
+            "prepayment_amount": n.prepayment_amount, "reservation_id": n.reservation_id,
+            "expires_at": n.expires_at.isoformat() if n.expires_at else None}
+
+
+async def expire_holds(sessions: async_sessionmaker[AsyncSession], event_id: str,
+                       hold_ids: list[str]) -> dict[str, str]:
+    """Expire the holds still held; publish reservation.expired for each one that changed.
+
+    Returns the status every listed reservation has after the transaction.
+    """
+    async with UnitOfWork(sessions, "event") as uow:
+        changed = (await uow.session.execute(
+            update(reservations)
+            .where(reservations.c.id.in_(hold_ids), reservations.c.status == "held")
+            .values(status="expired", ended_at=func.now())
+            .returning(reservations.c.id, reservations.c.registration_id,
+                       reservations.c.user_id, reservations.c.quantity))).all()
+        if changed:
+            await uow.session.execute(
+                update(registrations)
+                .where(registrations.c.id.in_([c.registration_id for c in changed]),
+                       registrations.c.status == "pending_payment")
+                .values(status="expired", end_reason="reservation-expired",
+                        updated_at=func.now()))
+        for c in changed:
+            uow.publish("reservation.expired", {
+                "reservation_id": c.id, "registration_id": c.registration_id,
+                "event_id": event_id, "user_id": c.user_id, "quantity": c.quantity,
+            }, aggregate_id=event_id)
+        statuses = await uow.session.execute(
+            select(reservations.c.id, reservations.c.status)
+            .where(reservations.c.id.in_(hold_ids)))
+        return {row.id: row.status for row in statuses.all()}
+
+
+async def load_registration(session: AsyncSession, registration_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(
+        select(registrations, reservations.c.id.label("reservation_id"),
+               reservations.c.status.label("reservation_status"),
+               reservations.c.expires_at)
+        .select_from(registrations.outerjoin(
+            reservations, reservations.c.registration_id == registrations.c.id))
+        .where(registrations.c.id == registration_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def set_registration_status(uow: UnitOfWork, registration_id: str, old: str, new: str,
+                                  **values: Any) -> bool:
+    result = await uow.session.execute(
+        update(registrations)
+        .where(and_(registrations.c.id == registration_id, registrations.c.status == old))
+        .values(status=new, updated_at=func.now(), **values)
+        .returning(registrations.c.id))
+    return result.first() is not None
+
+
+async def end_reservation(uow: UnitOfWork, reservation_id: str, status: str) -> bool:
+    result = await uow.session.execute(
+        update(reservations)
+        .where(reservations.c.id == reservation_id, reservations.c.status == "held")
+        .values(status=status, ended_at=func.now())
+        .returning(reservations.c.id))
+    return result.first() is not None
+
+
+async def overdue_events(session: AsyncSession, grace_seconds: float) -> list[str]:
+    """Events with holds past their expiry by more than ``grace_seconds`` (the safety sweep)."""
+    rows = await session.execute(
+        select(reservations.c.event_id).distinct()
+        .where(reservations.c.status == "held",
+               reservations.c.expires_at < func.now() - func.make_interval(
+                   0, 0, 0, 0, 0, 0, grace_seconds)))
+    return [r[0] for r in rows.all()]

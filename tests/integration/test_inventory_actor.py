@@ -1,0 +1,250 @@
+"""The per-event inventory actor against the real Postgres and the shared Ray session."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select, text
+
+from actors.client import InventoryClient
+from actors.inventory import NAMESPACE, actor_name
+from cluster.settings import Settings
+from messaging.outbox import outbox_for
+from serve.common.errors import Conflict
+from storage.engine import create_engine, sessionmaker
+from storage.event import events, registrations, reservations, ticket_types
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+class Db:
+    def __init__(self, settings: Settings) -> None:
+        self.engine = create_engine(settings, "event")
+        self.sessions = sessionmaker(self.engine)
+
+    async def event(self, quantity: int, price: int = 1000,
+                    limit: int | None = None) -> tuple[str, str]:
+        event_id, tt = str(uuid.uuid4()), str(uuid.uuid4())
+        now = datetime.now(UTC)
+        async with self.sessions.begin() as s:
+            await s.execute(insert(events).values(
+                id=event_id, organization_id="org", title="Hot show", starts_at=now + timedelta(7),
+                ends_at=now + timedelta(8), visibility="public", participants_visibility="open",
+                status="published", created_by="owner"))
+            await s.execute(insert(ticket_types).values(
+                id=tt, event_id=event_id, name="GA", price=price, currency="RUB",
+                quantity=quantity, per_user_limit=limit))
+        return event_id, tt
+
+    async def statuses(self, event_id: str) -> Counter[str]:
+        async with self.sessions() as s:
+            rows = await s.execute(select(registrations.c.status,
+                                          func.sum(registrations.c.quantity))
+                                   .where(registrations.c.event_id == event_id)
+                                   .group_by(registrations.c.status))
+            return Counter({status: int(n) for status, n in rows.all()})
+
+    async def transactions(self, event_id: str) -> int:
+        """How many transactions wrote this event's registrations (xmin per row)."""
+        async with self.sessions() as s:
+            return int(await s.scalar(text(
+                "SELECT count(DISTINCT xmin::text) FROM registrations WHERE event_id = :e"),
+                {"e": event_id}))
+
+    async def held(self, event_id: str) -> int:
+        async with self.sessions() as s:
+            return int(await s.scalar(select(func.coalesce(func.sum(reservations.c.quantity), 0))
+                                      .where(reservations.c.event_id == event_id,
+                                             reservations.c.status == "held")))
+
+    async def published(self, event_type: str, event_id: str) -> int:
+        outbox = outbox_for("event")
+        async with self.sessions() as s:
+            return int(await s.scalar(select(func.count()).select_from(outbox).where(
+                outbox.c.type == event_type, outbox.c.aggregate_id == event_id)))
+
+
+@pytest.fixture
+async def db(migrated_settings: Settings) -> Any:
+    database = Db(migrated_settings)
+    yield database
+    await database.engine.dispose()
+
+
+def client(settings: Settings, **values: Any) -> InventoryClient:
+    return InventoryClient(settings.model_copy(update=values).to_runtime())
+
+
+async def attempt(inv: InventoryClient, event_id: str, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await inv.call(event_id, "reserve", *args, **kwargs)
+    except Conflict as exc:
+        return exc
+
+
+async def batched(inv: InventoryClient, event_id: str, user_id: str, tt: str, key: str) -> Any:
+    """Through the caller-side batcher, as the gateway reserves."""
+    try:
+        return await inv.reserve(event_id, user_id, tt, 1, "full", key, "cid")
+    except Conflict as exc:
+        return exc
+
+
+@pytest.mark.parametrize("path", ["one call per request", "batched calls"])
+async def test_500_concurrent_registrations_for_100_seats(migrated_settings: Settings,
+                                                         db: Db, path: str) -> None:
+    event_id, tt = await db.event(quantity=100)
+    inv = client(migrated_settings)
+    if path == "batched calls":
+        requests = [batched(inv, event_id, f"user-{i}", tt, f"k{i}") for i in range(500)]
+    else:
+        requests = [attempt(inv, event_id, f"user-{i}", tt, 1) for i in range(500)]
+    results = await asyncio.gather(*requests)
+    won = [r for r in results if isinstance(r, dict)]
+    lost = [r for r in results if isinstance(r, Conflict)]
+    assert len(won) == 100 and len(lost) == 400
+    assert {e.slug for e in lost} == {"sold-out"}
+    assert len({r["id"] for r in won}) == 100
+    assert all(r["status"] == "pending_payment" and r["reservation"] for r in won)
+    assert await db.statuses(event_id) == Counter({"pending_payment": 100})
+    assert await db.held(event_id) == 100
+    assert await db.published("registration.created", event_id) == 100
+    assert await db.transactions(event_id) < 100  # group commit: batches of several
+    counts = await inv.call(event_id, "ready")
+    assert counts["ticket_types"][tt] == {"quantity": 100, "confirmed": 0, "held": 100,
+                                          "available": 0}
+
+
+async def test_per_user_limit_holds_under_concurrent_requests(migrated_settings: Settings,
+                                                             db: Db) -> None:
+    event_id, tt = await db.event(quantity=50, limit=2)
+    inv = client(migrated_settings)
+    results = await asyncio.gather(*(attempt(inv, event_id, "greedy", tt, 1) for _ in range(20)))
+    assert sum(isinstance(r, dict) for r in results) == 2
+    assert {r.slug for r in results if isinstance(r, Conflict)} == {"limit-exceeded"}
+    assert await db.statuses(event_id) == Counter({"pending_payment": 2})
+
+
+async def test_the_same_idempotency_key_gives_the_same_registration(
+        migrated_settings: Settings, db: Db) -> None:
+    event_id, tt = await db.event(quantity=10, price=0)
+    inv = client(migrated_settings)
+    results = await asyncio.gather(*(inv.call(event_id, "reserve", "u1", tt, 2,
+                                              idempotency_key="k-1") for _ in range(10)))
+    assert len({r["id"] for r in results}) == 1
+    assert results[0]["status"] == "confirmed" and results[0]["reservation"] is None
+    again = await inv.call(event_id, "reserve", "u1", tt, 2, idempotency_key="k-1")
+    assert again["id"] == results[0]["id"]
+    assert await db.statuses(event_id) == Counter({"confirmed": 2})
+
+
+async def test_payment_before_expiry_confirms_and_nothing_expires(migrated_settings: Settings,
+                                                                 db: Db) -> None:
+    event_id, tt = await db.event(quantity=1)
+    inv = client(migrated_settings, reservation_ttl_seconds=1)
+    reg = await inv.call(event_id, "reserve", "u1", tt, 1)
+    confirmed = await inv.call(event_id, "confirm_payment", reg["id"])
+    assert confirmed["status"] == "confirmed"
+    await asyncio.sleep(1.2)
+    assert await inv.call(event_id, "expire_due") == 0
+    assert await db.published("reservation.expired", event_id) == 0
+    assert await db.statuses(event_id) == Counter({"confirmed": 1})
+
+
+async def test_late_payment_is_accepted_only_while_seats_remain(migrated_settings: Settings,
+                                                                db: Db) -> None:
+    event_id, tt = await db.event(quantity=1)
+    inv = client(migrated_settings, reservation_ttl_seconds=1)
+    early = await inv.call(event_id, "reserve", "early", tt, 1)
+    await asyncio.sleep(1.2)
+    await inv.call(event_id, "expire_due")
+    assert (await db.statuses(event_id))["expired"] == 1
+    # Seats remain: the late payment confirms.
+    assert (await inv.call(event_id, "confirm_payment", early["id"]))["status"] == "confirmed"
+    # Now the only seat is taken: another expired reservation's payment is refunded.
+    await inv.call(event_id, "cancel", early["id"], "attendee")
+    late = await inv.call(event_id, "reserve", "late", tt, 1)
+    await asyncio.sleep(1.2)
+    await inv.call(event_id, "expire_due")
+    winner = await inv.call(event_id, "reserve", "winner", tt, 1)
+    refused = await inv.call(event_id, "confirm_payment", late["id"])
+    assert refused["status"] == "expired" and refused["refund_due"] is True
+    await inv.call(event_id, "cancel", winner["id"], "attendee")  # a seat frees up again...
+    again = await inv.call(event_id, "confirm_payment", late["id"])  # ...redelivered payment
+    assert again["status"] == "expired" and again["refund_due"] is True
+    assert await db.published("registration.cancelled", event_id) == 3
+    assert await db.published("reservation.expired", event_id) == 2
+    counts = (await inv.call(event_id, "ready"))["ticket_types"][tt]
+    assert counts == {"quantity": 1, "confirmed": 0, "held": 0, "available": 1}
+
+
+async def test_expiry_racing_a_payment_ends_the_reservation_once(migrated_settings: Settings,
+                                                                db: Db) -> None:
+    event_id, tt = await db.event(quantity=5)
+    inv = client(migrated_settings, reservation_ttl_seconds=1)
+    regs = [await inv.call(event_id, "reserve", f"u{i}", tt, 1) for i in range(5)]
+    await asyncio.sleep(1.05)
+    await asyncio.gather(inv.call(event_id, "expire_due"),
+                         *(inv.call(event_id, "confirm_payment", r["id"]) for r in regs))
+    statuses = await db.statuses(event_id)
+    expired_events = await db.published("reservation.expired", event_id)
+    assert statuses == Counter({"confirmed": 5})  # seats remained, so every payment counts
+    assert expired_events <= 5 and await db.held(event_id) == 0
+    counts = (await inv.call(event_id, "ready"))["ticket_types"][tt]
+    assert counts == {"quantity": 5, "confirmed": 5, "held": 0, "available": 0}
+
+
+async def test_killed_actor_restarts_and_no_seat_is_lost_or_doubled(
+        migrated_settings: Settings, db: Db) -> None:
+    import ray
+
+    event_id, tt = await db.event(quantity=100)
+    inv = client(migrated_settings)
+    before = (await inv.call(event_id, "ready"))["pid"]
+    tasks = [asyncio.ensure_future(batched(inv, event_id, f"user-{i}", tt, f"key-{i}"))
+             for i in range(300)]
+    some_answered = asyncio.Event()
+    for task in tasks:
+        task.add_done_callback(lambda _: some_answered.set()
+                               if sum(t.done() for t in tasks) >= 20 else None)
+    await some_answered.wait()
+    ray.kill(ray.get_actor(actor_name(event_id), namespace=NAMESPACE), no_restart=False)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(t.done() for t in tasks) == 300
+    won = {r["id"] for r in results if isinstance(r, dict)}
+    # After the restart, fill whatever is left, retrying the same keys.
+    retry = await asyncio.gather(*(attempt(inv, event_id, f"user-{i}", tt, 1,
+                                           idempotency_key=f"key-{i}") for i in range(300)))
+    won |= {r["id"] for r in retry if isinstance(r, dict)}
+    assert len(won) == 100
+    assert await db.statuses(event_id) == Counter({"pending_payment": 100})
+    assert await db.held(event_id) == 100
+    after = await inv.call(event_id, "ready")
+    assert after["pid"] != before  # it really was killed and restarted
+    assert after["ticket_types"][tt] == {"quantity": 100, "confirmed": 0, "held": 100,
+                                         "available": 0}
+
+
+async def test_a_deactivated_actor_reactivates_with_the_right_counts(
+        migrated_settings: Settings, db: Db) -> None:
+    import ray
+
+    event_id, tt = await db.event(quantity=10, price=0)
+    inv = client(migrated_settings, inventory_idle_seconds=0.5)
+    for i in range(3):
+        await inv.call(event_id, "reserve", f"u{i}", tt, 1)
+    for _ in range(100):  # the actor ends itself once idle
+        try:
+            ray.get_actor(actor_name(event_id), namespace=NAMESPACE)
+        except ValueError:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the idle actor did not deactivate")
+    counts = (await inv.call(event_id, "ready"))["ticket_types"][tt]
+    assert counts == {"quantity": 10, "confirmed": 3, "held": 0, "available": 7}
