@@ -46,6 +46,7 @@ class Relay:
         self.failures = 0
         self.last_error: str | None = None
         self.sent = 0
+        self.listening = False
         self.log = get_logger(f"{service}.relay")
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,11 +113,13 @@ class Relay:
                 conn = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
                 try:
                     await conn.add_listener(channel, lambda *_: self._wake.set())
+                    self.listening = True
                     self._wake.set()
                     while not conn.is_closed():
-                        await asyncio.sleep(self.poll_seconds)
+                        await asyncio.sleep(min(self.poll_seconds, 5.0))
                         await conn.execute("SELECT 1")
                 finally:
+                    self.listening = False
                     await conn.close()
             except asyncio.CancelledError:
                 raise
@@ -134,7 +137,7 @@ class Relay:
 
     def status(self) -> dict[str, Any]:
         return {"sent": self.sent, "failures": self.failures, "last_error": self.last_error,
-                **self.transport.status()}
+                "listening": self.listening, **self.transport.status()}
 
     async def close(self) -> None:
         for task in self._tasks:
