@@ -65,6 +65,12 @@ class ServiceBase:
                 self.log.warning("health DOWN: %s", components)
             return {"status": status, "components": components}
 
+    async def messaging_status(self, ctx: RequestContext) -> dict[str, Any]:
+        """Outbox lag, dead letters and consumer state of this replica (for metrics)."""
+        with bound(ctx):
+            self.start_messaging()
+            return await self.messaging.status()
+
     def dependency_checks(self) -> dict[str, Callable[[], Awaitable[Any]]]:
         """Name -> probe; subclasses add their own (object store, broker consumers...)."""
 
