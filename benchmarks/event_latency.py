@@ -65,14 +65,22 @@ class Bench:
                                       embedded_deliver=self.deliver)
         consumer = self.analytics.consumer
         assert consumer is not None
-        original = consumer.process
+        one, many = consumer.process, consumer.process_batch
 
-        async def timed(envelope: Envelope) -> Any:
-            outcome = await original(envelope)
+        async def timed_one(envelope: Envelope) -> Any:
+            outcome = await one(envelope)
             self.applied.setdefault(envelope.id, time.perf_counter())
             return outcome
 
-        consumer.process = timed  # type: ignore[method-assign]
+        async def timed_many(envelopes: list[Envelope]) -> Any:
+            outcomes = await many(envelopes)
+            now = time.perf_counter()
+            for envelope in envelopes:
+                self.applied.setdefault(envelope.id, now)
+            return outcomes
+
+        consumer.process = timed_one  # type: ignore[method-assign]
+        consumer.process_batch = timed_many  # type: ignore[method-assign]
 
     async def deliver(self, service: str, envelopes: list[Envelope]) -> None:
         if service == "analytics":

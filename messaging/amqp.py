@@ -99,22 +99,26 @@ class AmqpPublisher:
 
 
 class AmqpConsumer:
-    """Consumes a service's queue one message at a time (order kept), acking after commit.
+    """Consumes a service's queue in arrival order, acking each message after its commit.
 
-    A failing message is requeued after a backoff; on its last allowed delivery it is
-    published to the service's dead-letter exchange with the reason in ``x-afisha-reason``.
+    Messages that are already waiting are applied together in one transaction (up to
+    ``batch_size``); if that fails they are applied one by one. A failing message is requeued
+    after a backoff; on its last allowed delivery it is published to the service's dead-letter
+    exchange with the reason in ``x-afisha-reason``, then acked.
     """
 
     def __init__(self, url: str, names: topology.Names, runtime: ConsumerRuntime,
-                 prefetch: int) -> None:
+                 prefetch: int, batch_size: int = 50) -> None:
         self.url = url
         self.names = names
         self.runtime = runtime
         self.prefetch = prefetch
+        self.batch_size = batch_size
         self.queue_name = names.queue(runtime.service)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._lock = asyncio.Lock()
+        self._arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
@@ -126,7 +130,8 @@ class AmqpConsumer:
                                         self.runtime.delivery_limit)
         self._dlx = await channel.get_exchange(self.names.dlx(self.runtime.service))
         queue = await channel.get_queue(self.queue_name)
-        await queue.consume(self._on_message)
+        self._worker = asyncio.create_task(self._work(), name=f"consumer-{self.queue_name}")
+        await queue.consume(self._arrived.put)
         self._channel = channel
 
     @property
@@ -142,12 +147,29 @@ class AmqpConsumer:
         count = queue.declaration_result.message_count
         return int(count) if count is not None else None
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        async with self._lock:  # FIFO: messages are handled in the order they arrived
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._arrived.get()]
+            while len(batch) < self.batch_size and not self._arrived.empty():
+                batch.append(self._arrived.get_nowait())
             try:
-                await self._handle(message)
+                await self._handle_batch(batch)
             except Exception as exc:  # the channel went away: the broker redelivers
-                log.warning("could not settle message %s: %s", message.message_id, exc)
+                log.warning("could not settle %d message(s): %s", len(batch), exc)
+
+    async def _handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+        if len(batch) > 1:
+            try:
+                envelopes = [Envelope.from_json(m.body) for m in batch]
+                await self.runtime.process_batch(envelopes)
+            except Exception as exc:
+                log.info("batch of %d failed (%s); applying one by one", len(batch), exc)
+            else:
+                for message in batch:
+                    await message.ack()
+                return
+        for message in batch:
+            await self._handle(message)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -182,5 +204,7 @@ class AmqpConsumer:
         log.error("dead-lettered %s (%s): %s", message.message_id, message.type, reason)
 
     async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
         if self._connection is not None:
             await self._connection.close()

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
-from serve.common.context import RequestContext, bound
+from serve.common.context import bound
 from serve.common.logs import get_logger
 from storage.common import dead_letter_table, inbox_table, service_metadata
 
@@ -66,29 +66,57 @@ class ConsumerRuntime:
         self.log = get_logger(f"{service}.consumer")
         self.inbox, self.dead_letters = consumer_tables(service)
 
+    async def process_batch(self, envelopes: list[Envelope]) -> list[Outcome]:
+        """Apply several messages in one transaction (one commit for all). If any handler fails
+        nothing of the batch is kept and the error propagates: the caller then applies the
+        messages one by one, so only the failing one is retried or dead-lettered."""
+        if len(envelopes) == 1:
+            return [await self.process(envelopes[0])]
+        outcomes: list[Outcome] = []
+        async with UnitOfWork(self.sessions, self.service, None) as uow:
+            for envelope in envelopes:
+                outcomes.append(await self._apply(uow, envelope))
+        self._count(envelopes, outcomes)
+        return outcomes
+
     async def process(self, envelope: Envelope) -> Outcome:
         """Apply a message once: inbox row, handler and commit in one transaction."""
+        if envelope.type not in self.handlers:
+            self._count([envelope], ["ignored"])
+            return "ignored"
+        async with UnitOfWork(self.sessions, self.service, None) as uow:
+            outcome = await self._apply(uow, envelope)
+        self._count([envelope], [outcome])
+        return outcome
+
+    async def _apply(self, uow: UnitOfWork, envelope: Envelope) -> Outcome:
+        """Inbox row and handler inside ``uow``, with the envelope's correlation id bound."""
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            self.stats.ignored += 1
             return "ignored"
-        ctx = RequestContext(correlation_id=envelope.correlation_id)
-        with bound(ctx):
-            async with UnitOfWork(self.sessions, self.service, ctx) as uow:
-                first = await uow.session.scalar(
-                    pg_insert(self.inbox)
-                    .values(message_id=envelope.id, type=envelope.type)
-                    .on_conflict_do_nothing()
-                    .returning(self.inbox.c.message_id))
-                if first is None:
-                    self.log.info("skipped %s %s: already processed", envelope.type, envelope.id)
-                    self.stats.duplicates += 1
-                    return "duplicate"
-                await handler(uow, envelope)
-            self.log.info("applied %s %s", envelope.type, envelope.id)
-        self.stats.applied += 1
-        self.stats.by_type[envelope.type] = self.stats.by_type.get(envelope.type, 0) + 1
+        uow.correlation_id = envelope.correlation_id  # events the handler publishes carry it
+        with bound(envelope.correlation_id):
+            first = await uow.session.scalar(
+                pg_insert(self.inbox)
+                .values(message_id=envelope.id, type=envelope.type)
+                .on_conflict_do_nothing()
+                .returning(self.inbox.c.message_id))
+            if first is None:
+                self.log.info("skipped %s %s: already processed", envelope.type, envelope.id)
+                return "duplicate"
+            await handler(uow, envelope)
+            self.log.debug("applying %s %s", envelope.type, envelope.id)
         return "applied"
+
+    def _count(self, envelopes: list[Envelope], outcomes: list[Outcome]) -> None:
+        for envelope, outcome in zip(envelopes, outcomes, strict=True):
+            if outcome == "applied":
+                self.stats.applied += 1
+                self.stats.by_type[envelope.type] = self.stats.by_type.get(envelope.type, 0) + 1
+            elif outcome == "duplicate":
+                self.stats.duplicates += 1
+            else:
+                self.stats.ignored += 1
 
     def failed(self, envelope: Envelope, exc: BaseException) -> str:
         """Count a failed attempt; the reason as it is recorded with a dead letter."""
@@ -100,8 +128,14 @@ class ConsumerRuntime:
         return reason
 
     async def deliver(self, envelopes: list[Envelope]) -> None:
-        """Embedded transport: apply each message in order, retrying with backoff; a message
-        that fails ``delivery_limit`` times goes to the ``dead_letter`` table."""
+        """Embedded transport: apply the messages in order, in one transaction when they all
+        succeed; otherwise one by one, retrying with backoff; a message that fails
+        ``delivery_limit`` times goes to the ``dead_letter`` table."""
+        try:
+            await self.process_batch(envelopes)
+            return
+        except Exception as exc:
+            self.log.info("batch of %d failed (%s); applying one by one", len(envelopes), exc)
         for envelope in envelopes:
             for attempt in range(1, self.delivery_limit + 1):
                 try:
