@@ -15,7 +15,7 @@ import zlib
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import schema_of
@@ -128,11 +128,12 @@ class Relay:
                 await asyncio.sleep(self.poll_seconds)
 
     async def lag(self) -> dict[str, Any]:
+        """Unsent rows and the age of the oldest one (seconds)."""
+        oldest = func.extract("epoch", func.now() - func.min(self.outbox.c.created_at))
         async with self.sessions() as session:
-            row = (await session.execute(text(
-                "SELECT count(*) AS unsent, "
-                "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest "
-                "FROM outbox WHERE sent_at IS NULL"))).one()
+            row = (await session.execute(
+                select(func.count().label("unsent"), func.coalesce(oldest, 0).label("oldest"))
+                .where(self.outbox.c.sent_at.is_(None)))).one()
         return {"unsent": int(row.unsent), "oldest_age_seconds": round(float(row.oldest), 3)}
 
     def status(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from sqlalchemy import text
 from messaging import dlq
 from messaging.catalogue import consumers_of
 from messaging.envelope import Envelope
+from messaging.outbox import UnitOfWork
+from serve.common.context import RequestContext
 from tests.integration.messaging.conftest import Harness, eventually
 
 
@@ -194,3 +196,25 @@ async def applied_once_everywhere_but(harness: Harness, envelope: Envelope, but:
         if service != but:
             await eventually(lambda s=service: harness.effects(s, envelope.id),  # type: ignore[misc]
                              f"{service} to apply {envelope.type}")
+
+
+async def test_a_poison_message_among_others_holds_none_of_them_back(harness: Harness) -> None:
+    producer, data = payloads()["user.registered"]
+    names = ["first", "poison", "third", "fourth"]
+    async with UnitOfWork(harness.sessions[producer], producer, RequestContext()) as uow:
+        sent = [uow.publish("user.registered", {**data, "display_name": name},
+                            aggregate_id=f"{data['user_id']}-{name}") for name in names]
+    for envelope in sent:
+        await applied_once_everywhere_but(harness, envelope, "notification")
+    healthy = [e for e in sent if e.data["display_name"] != "poison"]
+    for envelope in healthy:
+        rows = await eventually(lambda e=envelope: harness.effects("notification", e.id),  # type: ignore[misc]
+                                "notification to apply the healthy messages")
+        assert len(rows) == 1
+
+    async def dead() -> list[dlq.DeadLetter]:
+        return [d for d in await dlq.dead_letters(harness.settings, ["notification"])
+                if d.message_id == str(sent[1].id)]
+
+    await eventually(dead, "the poison message in the dead-letter queue")
+    assert await harness.effects("notification", sent[1].id) == []

@@ -113,9 +113,12 @@ async def test_failed_sends_are_recorded_and_retried_until_they_succeed(
     consumers.failures_left = 3
     r = relay(migrated_settings, engine, consumers)
     (published,) = await publish(engine, 1)
+    lag = await r.lag()
+    assert lag["unsent"] == 1 and lag["oldest_age_seconds"] >= 0
     r.start()
     try:
         await eventually(lambda: _has(consumers, published), "the retried delivery")
+        assert await r.lag() == {"unsent": 0, "oldest_age_seconds": 0}
         async with engine.connect() as conn:
             row = (await conn.execute(text(
                 "SELECT attempts, last_error, sent_at FROM event_service.outbox "
