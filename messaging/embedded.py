@@ -56,6 +56,10 @@ def serve_deliver(app_name: str) -> Deliver:
     handles: dict[str, Any] = {}
 
     async def deliver(service: str, envelopes: list[Envelope]) -> None:
+        import ray
+
+        if not ray.is_initialized():  # never let a handle lookup start a Ray of its own
+            raise ConnectionError("not connected to the Ray cluster that runs the consumers")
         if service not in handles:
             handles[service] = serve.get_deployment_handle(DEPLOYMENTS[service], app_name)
         await handles[service].deliver.remote(envelopes)

@@ -93,7 +93,8 @@ class MessagingRuntime:
 
     async def status(self) -> dict[str, Any]:
         """Outbox lag, dead letters and consumer state; ``status`` DOWN when it is stuck."""
-        body: dict[str, Any] = {"transport": self.transport_name}
+        body: dict[str, Any] = {"transport": self.transport_name,
+                                "running": self._starter is not None}
         healthy = True
         if self.relay is not None:
             body["outbox"] = {**await self.relay.lag(), **self.relay.status()}
@@ -104,14 +105,14 @@ class MessagingRuntime:
                 "applied": stats.applied, "duplicates": stats.duplicates,
                 "failures": stats.failures, "dead_lettered": stats.dead_lettered,
                 "last_error": stats.last_error, "handlers": sorted(self.consumer.handlers)}
-            if self.settings.amqp_url:
+            if self.settings.amqp_url and self._starter is not None:
                 connected = self.amqp_consumer is not None and self.amqp_consumer.connected
                 consumer["connected"] = connected
                 consumer["queue"] = self.names.queue(self.service)
                 body["dead_letters"] = (await self.amqp_consumer.dead_letter_depth()
                                         if connected else None)
                 healthy = healthy and connected
-            else:
+            elif not self.settings.amqp_url:
                 body["dead_letters"] = await self._dead_letter_rows()
             body["consumer"] = consumer
         body["status"] = "UP" if healthy else "DOWN"

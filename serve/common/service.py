@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,18 @@ from serve.common.context import RequestContext, bound
 from serve.common.health import UP, overall, probe
 from serve.common.logs import configure_logging, get_logger
 from storage.engine import create_engine, ping, sessionmaker
+
+
+def in_serve_replica() -> bool:
+    """True inside a Serve replica (where the relay and consumer start by themselves)."""
+    try:
+        from ray import serve
+
+        serve.get_replica_context()
+        asyncio.get_running_loop()
+    except Exception:
+        return False
+    return True
 
 
 class ServiceBase:
@@ -30,7 +41,7 @@ class ServiceBase:
         self.engine = create_engine(self.settings, self.service)
         self.sessions = sessionmaker(self.engine)
         self._messaging: MessagingRuntime | None = None
-        with contextlib.suppress(RuntimeError):  # in a replica: start once __init__ has returned
+        if in_serve_replica():  # start on the replica's loop once __init__ has returned
             asyncio.get_running_loop().call_soon(self.start_messaging)
 
     def message_handlers(self) -> dict[str, Handler]:
@@ -68,7 +79,6 @@ class ServiceBase:
     async def messaging_status(self, ctx: RequestContext) -> dict[str, Any]:
         """Outbox lag, dead letters and consumer state of this replica (for metrics)."""
         with bound(ctx):
-            self.start_messaging()
             return await self.messaging.status()
 
     def dependency_checks(self) -> dict[str, Callable[[], Awaitable[Any]]]:
@@ -79,7 +89,6 @@ class ServiceBase:
             return {"schema": self.schema}
 
         async def messaging() -> dict[str, Any]:
-            self.start_messaging()
             return await self.messaging.status()
 
         return {"database": database, "messaging": messaging}
