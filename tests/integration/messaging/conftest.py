@@ -33,6 +33,11 @@ from tests.conftest import unavailable
 
 PRODUCERS = ("user", "event", "payment")
 TEST_CONSUMERS = ("event", "payment", "notification")  # analytics runs its real handler
+EFFECTS_SCHEMA = "messaging_tests"
+
+
+def effects_table(service: str) -> str:
+    return f"{EFFECTS_SCHEMA}.{service}_effects"
 
 
 def rabbitmqctl(*args: str) -> str:
@@ -77,13 +82,15 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, limit: floa
 
 @pytest.fixture(scope="session")
 async def effects_tables(migrated_settings: Settings) -> None:
-    """``test_effects`` in the schemas whose real handlers belong to other issues."""
+    """Tables the test handlers write, one per consuming service, in a schema of the tests'
+    own (same database, so an effect commits in the consumer's transaction)."""
     engine = create_engine(migrated_settings, "event", pool_size=1)
     try:
         async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {EFFECTS_SCHEMA}"))
             for service in TEST_CONSUMERS:
                 await conn.execute(text(
-                    f"CREATE TABLE IF NOT EXISTS {schema_of(service)}.test_effects ("
+                    f"CREATE TABLE IF NOT EXISTS {effects_table(service)} ("
                     "id bigserial PRIMARY KEY, message_id uuid NOT NULL, type text NOT NULL, "
                     "bound_cid text NOT NULL)"))
     finally:
@@ -106,7 +113,7 @@ class Harness:
     def handlers(self, service: str) -> dict[str, Handler]:
         if service == "analytics":
             return dict.fromkeys(CONSUMES["analytics"], record_domain_event)
-        table = f"{schema_of(service)}.test_effects"
+        table = effects_table(service)
 
         async def record(uow: UnitOfWork, envelope: Envelope) -> None:
             if "poison" in str(envelope.data) and not self.poison_cured:
@@ -158,7 +165,7 @@ class Harness:
 
     async def effects(self, service: str, message_id: uuid.UUID) -> list[Any]:
         table = ("analytics_service.domain_events" if service == "analytics"
-                 else f"{schema_of(service)}.test_effects")
+                 else effects_table(service))
         cid = "correlation_id" if service == "analytics" else "bound_cid"
         async with self.engines[service].connect() as conn:
             return list((await conn.execute(

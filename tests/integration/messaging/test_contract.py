@@ -18,7 +18,7 @@ from messaging.catalogue import consumers_of
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.common.context import RequestContext
-from tests.integration.messaging.conftest import Harness, eventually
+from tests.integration.messaging.conftest import Harness, effects_table, eventually
 
 
 def payloads() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -158,7 +158,7 @@ async def test_order_per_aggregate_is_kept(harness: Harness) -> None:
         await applied_once_everywhere(harness, envelope)
     async with harness.engines["event"].connect() as conn:
         order = [r.message_id for r in await conn.execute(
-            text("SELECT message_id FROM event_service.test_effects WHERE message_id = ANY(:ids) "
+            text(f"SELECT message_id FROM {effects_table('event')} WHERE message_id = ANY(:ids) "
                  "ORDER BY id"), {"ids": [e.id for e in sent]})]
     assert order == [e.id for e in sent]
 
