@@ -28,8 +28,9 @@ from messaging.outbox import UnitOfWork
 from messaging.runtime import MessagingRuntime
 from serve.analytics.tracking import record_domain_event
 from serve.common.context import RequestContext, correlation_id_var
+from storage import migrate
 from storage.engine import create_engine, sessionmaker
-from tests.conftest import unavailable
+from tests.conftest import admin_sql, make_settings, unavailable, with_database
 
 PRODUCERS = ("user", "event", "payment")
 TEST_CONSUMERS = ("event", "payment", "notification")  # analytics runs its real handler
@@ -44,6 +45,20 @@ def rabbitmqctl(*args: str) -> str:
     done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True,
                           timeout=60, check=True)
     return done.stdout
+
+
+@pytest.fixture(scope="session")
+def messaging_settings(pg_server: str) -> Iterator[Settings]:
+    """A migrated database of the messaging tests' own: no other relay drains its outboxes
+    (the e2e platform, when it runs in the same session, relays the shared test database)."""
+    name = f"afisha_test_messaging_{uuid.uuid4().hex[:8]}"
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        settings = make_settings(database_url=with_database(pg_server, name))
+        migrate.upgrade(settings)
+        yield settings
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +96,10 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, limit: floa
 
 
 @pytest.fixture(scope="session")
-async def effects_tables(migrated_settings: Settings) -> None:
+async def effects_tables(messaging_settings: Settings) -> None:
     """Tables the test handlers write, one per consuming service, in a schema of the tests'
     own (same database, so an effect commits in the consumer's transaction)."""
-    engine = create_engine(migrated_settings, "event", pool_size=1)
+    engine = create_engine(messaging_settings, "event", pool_size=1)
     try:
         async with engine.begin() as conn:
             await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {EFFECTS_SCHEMA}"))
@@ -186,7 +201,7 @@ class Harness:
 
 
 @pytest.fixture(params=["rabbitmq", "embedded"])
-async def harness(request: pytest.FixtureRequest, migrated_settings: Settings,
+async def harness(request: pytest.FixtureRequest, messaging_settings: Settings,
                   effects_tables: None) -> AsyncIterator[Harness]:
     values: dict[str, Any] = {
         "amqp_exchange": f"afisha.test.{uuid.uuid4().hex[:10]}", "outbox_poll_seconds": 0.5,
@@ -194,7 +209,7 @@ async def harness(request: pytest.FixtureRequest, migrated_settings: Settings,
     }
     if request.param == "rabbitmq":
         values["amqp_url"] = request.getfixturevalue("amqp_vhost_url")
-    settings = migrated_settings.model_copy(update=values)
+    settings = messaging_settings.model_copy(update=values)
     harness = Harness(settings)
     await harness.start()
     try:

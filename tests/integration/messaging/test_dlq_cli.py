@@ -24,11 +24,11 @@ from storage.engine import create_engine, sessionmaker
 
 @pytest.fixture(params=["rabbitmq", "embedded"])
 async def settings(request: pytest.FixtureRequest,
-                   migrated_settings: Settings) -> AsyncIterator[Settings]:
+                   messaging_settings: Settings) -> AsyncIterator[Settings]:
     values: dict[str, object] = {"amqp_exchange": f"afisha.cli.{uuid.uuid4().hex[:10]}"}
     if request.param == "rabbitmq":
         values["amqp_url"] = request.getfixturevalue("amqp_vhost_url")
-    chosen = migrated_settings.model_copy(update=values)
+    chosen = messaging_settings.model_copy(update=values)
     yield chosen
     if chosen.amqp_url:
         async with await aio_pika.connect(chosen.amqp_url) as connection:

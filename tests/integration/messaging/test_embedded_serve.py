@@ -19,12 +19,12 @@ from tests.integration.messaging.conftest import eventually
 
 
 @pytest.fixture(scope="module")
-def embedded_app(ray_session: None, migrated_settings: Settings) -> Iterator[Settings]:
+def embedded_app(ray_session: None, messaging_settings: Settings) -> Iterator[Settings]:
     from ray import serve
 
     from cluster.app import APP_NAME, build_app
 
-    settings = migrated_settings.model_copy(update={"amqp_url": None, "jwt_secret": "x" * 48})
+    settings = messaging_settings.model_copy(update={"amqp_url": None, "jwt_secret": "x" * 48})
     serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     try:

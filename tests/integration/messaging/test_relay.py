@@ -35,8 +35,8 @@ class Consumers:
 
 
 @pytest.fixture
-async def engine(migrated_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(migrated_settings, "event")
+async def engine(messaging_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(messaging_settings, "event")
     async with engine.begin() as conn:  # start from an empty outbox
         await conn.execute(text("UPDATE event_service.outbox SET sent_at = now() "
                                 "WHERE sent_at IS NULL"))
@@ -68,9 +68,9 @@ async def unsent(engine: AsyncEngine) -> int:
 
 
 async def test_two_replicas_send_each_message_once_in_outbox_order(
-        migrated_settings: Settings, engine: AsyncEngine) -> None:
+        messaging_settings: Settings, engine: AsyncEngine) -> None:
     consumers = Consumers()
-    replicas = [relay(migrated_settings, engine, consumers) for _ in range(2)]
+    replicas = [relay(messaging_settings, engine, consumers) for _ in range(2)]
     for r in replicas:
         r.start()
     try:
@@ -87,9 +87,9 @@ async def test_two_replicas_send_each_message_once_in_outbox_order(
 
 
 async def test_the_commit_notification_wakes_the_relay_before_its_poll(
-        migrated_settings: Settings, engine: AsyncEngine) -> None:
+        messaging_settings: Settings, engine: AsyncEngine) -> None:
     consumers = Consumers()
-    sleepy = relay(migrated_settings, engine, consumers, poll_seconds=3600)
+    sleepy = relay(messaging_settings, engine, consumers, poll_seconds=3600)
     sleepy.start()
     try:
         await eventually(lambda: _listening(sleepy), "the relay to LISTEN")
@@ -108,10 +108,10 @@ async def _has(consumers: Consumers, message_id: uuid.UUID) -> bool:
 
 
 async def test_failed_sends_are_recorded_and_retried_until_they_succeed(
-        migrated_settings: Settings, engine: AsyncEngine) -> None:
+        messaging_settings: Settings, engine: AsyncEngine) -> None:
     consumers = Consumers()
     consumers.failures_left = 3
-    r = relay(migrated_settings, engine, consumers)
+    r = relay(messaging_settings, engine, consumers)
     (published,) = await publish(engine, 1)
     lag = await r.lag()
     assert lag["unsent"] == 1 and lag["oldest_age_seconds"] >= 0
