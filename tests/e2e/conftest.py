@@ -34,12 +34,14 @@ def platform(fresh_database: str, amqp_url: str, redis_url: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     work = tmp_path_factory.mktemp("platform")
     port = free_port()
-    exchange = f"afisha.e2e.{uuid.uuid4().hex[:10]}"  # queues of their own: runs in parallel
+    run_id = uuid.uuid4().hex[:10]  # queues and Redis keys of its own: runs in parallel
+    exchange = f"afisha.e2e.{run_id}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
     env.update({
         "AFISHA_DATABASE_URL": fresh_database,
         "AFISHA_AMQP_URL": amqp_url,
         "AFISHA_AMQP_EXCHANGE": exchange,
+        "AFISHA_REDIS_KEY_PREFIX": f"afisha-e2e-{run_id}",
         "AFISHA_REDIS_URL": redis_url,
         "AFISHA_HTTP_PORT": str(port),
         "AFISHA_DASHBOARD_PORT": str(free_port()),
