@@ -154,7 +154,8 @@ def dead_letter_queue(
     settings = Settings()
     platform = bootstrap.Platform(settings)
     try:
-        settings = bootstrap.resolve_database(settings, platform, lambda _: None)
+        if not settings.amqp_url:  # dead letters live in the consumers' tables
+            settings = bootstrap.resolve_database(settings, platform, lambda _: None)
         letters = asyncio.run(dlq.dead_letters(settings, service, limit, requeue))
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
