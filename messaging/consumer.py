@@ -17,6 +17,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from messaging.catalogue import CONSUMES
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.common.context import bound
@@ -57,6 +58,10 @@ class ConsumerRuntime:
     def __init__(self, service: str, sessions: async_sessionmaker[AsyncSession],
                  handlers: Mapping[str, Handler], *, delivery_limit: int = 5,
                  retry_backoff: float = 0.2) -> None:
+        unbound = sorted(set(handlers) - set(CONSUMES.get(service, ())))
+        if unbound:
+            raise ValueError(f"the {service} service has handlers for {', '.join(unbound)}, "
+                             "which it does not consume: add them to catalogue.CONSUMES")
         self.service = service
         self.sessions = sessions
         self.handlers = dict(handlers)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import aio_pika
+import pytest
 
 from messaging.amqp import to_message
 from messaging.catalogue import CONSUMES, consumers_of
-from messaging.consumer import backoff
+from messaging.consumer import ConsumerRuntime, backoff
 from messaging.embedded import EmbeddedTransport
 from messaging.envelope import Envelope
 from messaging.topology import Names, queue_arguments
@@ -61,3 +62,12 @@ async def test_embedded_transport_hands_each_consumer_exactly_its_messages_in_or
     assert received == {service: [t for t in types if t in CONSUMES[service]]
                         for service in CONSUMES if any(t in CONSUMES[service] for t in types)}
     assert consumers_of("group.created") == []  # nobody consumes it: nothing to deliver
+
+
+def test_a_handler_for_an_event_the_service_does_not_consume_is_refused() -> None:
+    async def handler(uow: object, envelope: Envelope) -> None:
+        return None
+
+    with pytest.raises(ValueError, match=r"user\.registered"):
+        ConsumerRuntime("payment", None, {"user.registered": handler})  # type: ignore[arg-type,dict-item]
+    assert ConsumerRuntime("payment", None, {"event.cancelled": handler}).handlers  # type: ignore[arg-type,dict-item]
