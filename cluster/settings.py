@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     amqp_prefetch: int = Field(default=64, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
+    outbox_retention_hours: float = Field(default=168, gt=0)
     redis_url: str | None = None
     s3_endpoint: str | None = None
     s3_access_key: str | None = None

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import schema_of
@@ -33,7 +34,8 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
 class Relay:
     def __init__(self, service: str, sessions: async_sessionmaker[AsyncSession],
                  transport: Transport, *, database_url: str, poll_seconds: float = 1.0,
-                 batch_size: int = 200, retry_backoff: float = 0.2) -> None:
+                 batch_size: int = 200, retry_backoff: float = 0.2,
+                 retention_hours: float = 168) -> None:
         self.service = service
         self.sessions = sessions
         self.transport = transport
@@ -41,6 +43,8 @@ class Relay:
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.retry_backoff = retry_backoff
+        self.retention_hours = retention_hours
+        self._pruned_at = 0.0
         self.outbox = outbox_for(service)
         self.lock_key = zlib.crc32(f"afisha-relay:{schema_of(service)}".encode())
         self.failures = 0
@@ -89,9 +93,31 @@ class Relay:
             if self.failures:
                 self.log.info("relay recovered after %d failed attempts", self.failures)
             self.failures, self.last_error = 0, None
+            await self._prune_hourly()
             if sent < self.batch_size:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def prune(self) -> int:
+        """Delete rows sent longer than ``retention_hours`` ago; how many went."""
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(delete(self.outbox).where(
+                self.outbox.c.sent_at < func.now() - timedelta(hours=self.retention_hours)))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _prune_hourly(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at < 3600:
+            return
+        self._pruned_at = now
+        try:
+            pruned = await self.prune()
+        except Exception as exc:
+            self.log.warning("pruning sent outbox rows failed: %s", exc)
+            return
+        if pruned:
+            self.log.info("pruned %d outbox rows sent over %g hours ago", pruned,
+                          self.retention_hours)
 
     async def _failed(self, exc: Exception) -> None:
         self.failures += 1

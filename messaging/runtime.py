@@ -42,6 +42,7 @@ class MessagingRuntime:
             database_url=settings.database_url_for(service),
             poll_seconds=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
             retry_backoff=settings.message_retry_backoff_seconds,
+            retention_hours=settings.outbox_retention_hours,
         ) if service in PRODUCERS.values() else None
         self.amqp_consumer: Any = None
         self._starter: asyncio.Task[None] | None = None

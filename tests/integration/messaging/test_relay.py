@@ -129,3 +129,20 @@ async def test_failed_sends_are_recorded_and_retried_until_they_succeed(
     assert row.last_error == "ConnectionError: consumer replica unavailable"
     assert row.sent_at is not None
     assert r.failures == 0
+
+
+async def test_rows_sent_longer_ago_than_the_retention_are_pruned(
+        messaging_settings: Settings, engine: AsyncEngine) -> None:
+    old, recent, waiting = await publish(engine, 3)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE event_service.outbox SET sent_at = now() - "
+                                "interval '200 hours' WHERE message_id = :m"), {"m": old})
+        await conn.execute(text("UPDATE event_service.outbox SET sent_at = now() "
+                                "WHERE message_id = :m"), {"m": recent})
+    r = relay(messaging_settings, engine, Consumers())
+    assert await r.prune() >= 1
+    async with engine.connect() as conn:
+        left = {row.message_id for row in await conn.execute(text(
+            "SELECT message_id FROM event_service.outbox WHERE message_id = ANY(:ids)"),
+            {"ids": [old, recent, waiting]})}
+    assert left == {recent, waiting}
