@@ -1,7 +1,10 @@
-"""The ``afisha`` command: run, deploy, migrate, status."""
+"""The ``afisha`` command: run, deploy, migrate, status, events dlq."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import signal
 import threading
 import time
@@ -130,6 +133,47 @@ def status(url: Annotated[str | None, typer.Option(help="Gateway base URL.")] = 
     console.print(table)
     if body.get("status") != "UP":
         raise typer.Exit(1)
+
+
+events_app = typer.Typer(no_args_is_help=True, help="Domain events: dead letters.")
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("dlq")
+def dead_letter_queue(
+    service: Annotated[list[str] | None, typer.Option(
+        "--service", "-s", help="Consuming service(s) to look at (default: all).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many per service.")] = 100,
+    requeue: Annotated[bool, typer.Option(
+        "--requeue", help="Send the listed dead letters back to their consumers.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+) -> None:
+    """List the dead letters of every consumer (RabbitMQ or embedded); --requeue retries them."""
+    from messaging import dlq
+
+    settings = Settings()
+    platform = bootstrap.Platform(settings)
+    try:
+        if not settings.amqp_url:  # dead letters live in the consumers' tables
+            settings = bootstrap.resolve_database(settings, platform, lambda _: None)
+        letters = asyncio.run(dlq.dead_letters(settings, service, limit, requeue))
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        bootstrap.stop(platform)
+    if as_json:
+        for letter in letters:
+            typer.echo(json.dumps(dataclasses.asdict(letter)))
+        return
+    verb = "requeued" if requeue else "dead letters"
+    table = Table(title=f"{verb} ({settings.transport}): {len(letters)}")
+    for column in ("service", "message id", "type", "correlation id", "failed at", "reason"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(letter.service, letter.message_id, letter.type, letter.correlation_id,
+                      letter.failed_at, letter.reason)
+    console.print(table)
 
 
 def _short(details: dict[str, Any]) -> str:

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     # Real services; unset means the embedded counterpart.
     amqp_url: str | None = None
     amqp_exchange: str = "afisha.events"
+    # Messaging: deliveries of a failing message before it is dead-lettered; relay pacing.
+    message_delivery_limit: int = Field(default=5, ge=1)
+    message_retry_backoff_seconds: float = Field(default=0.2, ge=0)
+    amqp_prefetch: int = Field(default=64, ge=1)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=200, ge=1)
+    outbox_retention_hours: float = Field(default=168, gt=0)
     redis_url: str | None = None
     s3_endpoint: str | None = None
     s3_access_key: str | None = None

@@ -1,4 +1,5 @@
-"""Tables every service schema has: the transactional outbox and the consumer inbox."""
+"""Tables every service schema has: the transactional outbox, the consumer inbox and the
+dead letters of the embedded transport."""
 
 from __future__ import annotations
 
@@ -49,4 +50,19 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("message_id", UUID(as_uuid=True), primary_key=True),
         Column("type", Text, nullable=False),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def dead_letter_table(metadata: MetaData) -> Table:
+    """Messages a consumer gave up on (embedded transport; RabbitMQ keeps its own queue)."""
+    return Table(
+        "dead_letter",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("message_id", UUID(as_uuid=True), nullable=False),
+        Column("type", Text, nullable=False),
+        Column("envelope", JSONB, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )

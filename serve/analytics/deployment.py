@@ -6,6 +6,9 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from messaging.catalogue import CONSUMES
+from messaging.consumer import Handler
+from serve.analytics.tracking import record_domain_event
 from serve.common.clients import ServiceClient
 from serve.common.service import ServiceBase
 
@@ -17,3 +20,5 @@ class AnalyticsService(ServiceBase):
         super().__init__(config)
         self.event = ServiceClient("event", event)
 
+    def message_handlers(self) -> dict[str, Handler]:
+        return dict.fromkeys(CONSUMES["analytics"], record_domain_event)

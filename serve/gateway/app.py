@@ -26,6 +26,7 @@ from serve.common.context import (
 from serve.common.errors import ProblemError, problem
 from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
 from serve.common.logs import get_logger
+from serve.gateway import messaging_metrics
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.metrics import GatewayMetrics
@@ -161,10 +162,26 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
 
     @app.get("/actuator/prometheus", tags=["operations"], summary="Prometheus metrics",
              response_class=Response)
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def prometheus(request: Request) -> Response:
+        statuses = await messaging_statuses(services, base_context(request))
+        body = metrics.render() + messaging_metrics.render(statuses)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+async def messaging_statuses(services: Services, ctx: RequestContext) -> dict[str, Any]:
+    """Each reachable service's ``messaging_status()`` (unreachable ones are left out)."""
+    async def one(name: str) -> Any:
+        try:
+            return await asyncio.wait_for(getattr(services, name).call("messaging_status", ctx), 5)
+        except Exception as exc:
+            log.warning("no messaging status from %s: %s", name, exc)
+            return None
+
+    names = [name for name, _ in services.items()]
+    results = await asyncio.gather(*(one(n) for n in names))
+    return {n: r for n, r in zip(names, results, strict=True) if isinstance(r, dict)}
 
 
 async def platform_health(settings: Settings, services: Services,

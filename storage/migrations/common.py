@@ -32,8 +32,21 @@ def create_messaging_tables(schema: str) -> None:
                   server_default=sa.func.now()),
         schema=schema,
     )
+    op.create_table(
+        "dead_letter",
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+        sa.Column("message_id", pg.UUID(as_uuid=True), nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("envelope", pg.JSONB, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        schema=schema,
+    )
 
 
 def drop_messaging_tables(schema: str) -> None:
+    op.drop_table("dead_letter", schema=schema)
     op.drop_table("inbox", schema=schema)
     op.drop_table("outbox", schema=schema)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,10 +47,14 @@ def platform(fresh_database: str, amqp_url: str, redis_url: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     work = tmp_path_factory.mktemp("platform")
     port = free_port()
+    run_id = uuid.uuid4().hex[:10]  # queues and Redis keys of its own: runs in parallel
+    exchange = f"afisha.e2e.{run_id}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
     env.update({
         "AFISHA_DATABASE_URL": fresh_database,
         "AFISHA_AMQP_URL": amqp_url,
+        "AFISHA_AMQP_EXCHANGE": exchange,
+        "AFISHA_REDIS_KEY_PREFIX": f"afisha-e2e-{run_id}",
         "AFISHA_REDIS_URL": redis_url,
         "AFISHA_HTTP_PORT": str(port),
         "AFISHA_DASHBOARD_PORT": str(free_port()),
@@ -80,6 +86,16 @@ def platform(fresh_database: str, amqp_url: str, redis_url: str,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        asyncio.run(_delete_topology(amqp_url, exchange))
+
+
+async def _delete_topology(amqp_url: str, exchange: str) -> None:
+    import aio_pika
+
+    from messaging import topology
+
+    async with await aio_pika.connect(amqp_url) as connection:
+        await topology.delete_all(await connection.channel(), topology.Names(exchange))
 
 
 def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:

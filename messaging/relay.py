@@ -1,0 +1,175 @@
+"""The outbox relay of one publishing service, running inside that service's replica.
+
+It wakes on the outbox ``NOTIFY`` (polling every ``outbox_poll_seconds`` as a fallback), takes
+the oldest unsent rows under a per-service advisory lock (one relay drains at a time, so several
+replicas keep the order per aggregate), hands them to the transport, and marks them sent in the
+same transaction only after the transport confirmed them. On failure nothing is marked, the
+error is recorded on the head row, and it retries with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cluster.settings import schema_of
+from messaging.consumer import backoff
+from messaging.envelope import Envelope
+from messaging.outbox import channel_of, outbox_for
+from messaging.transport import OutboxMessage, Transport
+from serve.common.logs import get_logger
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class Relay:
+    def __init__(self, service: str, sessions: async_sessionmaker[AsyncSession],
+                 transport: Transport, *, database_url: str, poll_seconds: float = 1.0,
+                 batch_size: int = 200, retry_backoff: float = 0.2,
+                 retention_hours: float = 168) -> None:
+        self.service = service
+        self.sessions = sessions
+        self.transport = transport
+        self.database_url = database_url
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.retry_backoff = retry_backoff
+        self.retention_hours = retention_hours
+        self._pruned_at = 0.0
+        self.outbox = outbox_for(service)
+        self.lock_key = zlib.crc32(f"afisha-relay:{schema_of(service)}".encode())
+        self.failures = 0
+        self.last_error: str | None = None
+        self.sent = 0
+        self.listening = False
+        self.log = get_logger(f"{service}.relay")
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name=f"relay-{self.service}"),
+                       asyncio.create_task(self._listen(), name=f"relay-listen-{self.service}")]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def drain_once(self) -> int:
+        """Send one batch; the number of rows marked sent (0 when another relay holds the lock)."""
+        async with self.sessions() as session, session.begin():
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+                return 0
+            rows = (await session.execute(
+                select(self.outbox.c.id, self.outbox.c.aggregate_id, self.outbox.c.envelope)
+                .where(self.outbox.c.sent_at.is_(None)).order_by(self.outbox.c.id)
+                .limit(self.batch_size).with_for_update(skip_locked=True))).all()
+            if not rows:
+                return 0
+            await self.transport.send([OutboxMessage(r.aggregate_id,
+                                                     Envelope.model_validate(r.envelope))
+                                       for r in rows])
+            await session.execute(
+                update(self.outbox).where(self.outbox.c.id.in_([r.id for r in rows]))
+                .values(sent_at=func.now(), attempts=self.outbox.c.attempts + 1))
+        self.sent += len(rows)
+        return len(rows)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.drain_once()
+            except Exception as exc:
+                await self._failed(exc)
+                continue
+            if self.failures:
+                self.log.info("relay recovered after %d failed attempts", self.failures)
+            self.failures, self.last_error = 0, None
+            await self._prune_hourly()
+            if sent < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def prune(self) -> int:
+        """Delete rows sent longer than ``retention_hours`` ago; how many went."""
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(delete(self.outbox).where(
+                self.outbox.c.sent_at < func.now() - timedelta(hours=self.retention_hours)))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _prune_hourly(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at < 3600:
+            return
+        self._pruned_at = now
+        try:
+            pruned = await self.prune()
+        except Exception as exc:
+            self.log.warning("pruning sent outbox rows failed: %s", exc)
+            return
+        if pruned:
+            self.log.info("pruned %d outbox rows sent over %g hours ago", pruned,
+                          self.retention_hours)
+
+    async def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.log.warning("relay attempt %d failed: %s", self.failures, self.last_error)
+        with contextlib.suppress(Exception):
+            async with self.sessions() as session, session.begin():
+                head = select(func.min(self.outbox.c.id)).where(self.outbox.c.sent_at.is_(None))
+                await session.execute(
+                    update(self.outbox).where(self.outbox.c.id == head.scalar_subquery())
+                    .values(attempts=self.outbox.c.attempts + 1, last_error=self.last_error))
+        await asyncio.sleep(backoff(self.failures, self.retry_backoff))
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection open; reconnect when it drops (polling covers the gap)."""
+        channel = channel_of(self.service)
+        while True:
+            try:
+                conn = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
+                try:
+                    await conn.add_listener(channel, lambda *_: self._wake.set())
+                    self.listening = True
+                    self._wake.set()
+                    while not conn.is_closed():
+                        await asyncio.sleep(min(self.poll_seconds, 5.0))
+                        await conn.execute("SELECT 1")
+                finally:
+                    self.listening = False
+                    await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.debug("outbox listener reconnecting: %s", exc)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def lag(self) -> dict[str, Any]:
+        """Unsent rows and the age of the oldest one (seconds)."""
+        oldest = func.extract("epoch", func.now() - func.min(self.outbox.c.created_at))
+        async with self.sessions() as session:
+            row = (await session.execute(
+                select(func.count().label("unsent"), func.coalesce(oldest, 0).label("oldest"))
+                .where(self.outbox.c.sent_at.is_(None)))).one()
+        return {"unsent": int(row.unsent), "oldest_age_seconds": round(float(row.oldest), 3)}
+
+    def status(self) -> dict[str, Any]:
+        return {"sent": self.sent, "failures": self.failures, "last_error": self.last_error,
+                "listening": self.listening, **self.transport.status()}
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.transport.close()
