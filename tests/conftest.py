@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -63,15 +64,29 @@ def pg_server() -> str:
     return PG_ADMIN_URL
 
 
-@pytest.fixture(scope="session")
-def fresh_database(pg_server: str) -> Iterator[str]:
-    """A database created for this test session and dropped afterwards."""
-    name = f"afisha_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def new_database(pg_server: str, label: str) -> Iterator[str]:
+    """A database of its own, dropped afterwards."""
+    name = f"afisha_test_{label}_{uuid.uuid4().hex[:10]}"
     asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     try:
         yield with_database(pg_server, name)
     finally:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def fresh_database(pg_server: str) -> Iterator[str]:
+    """A database created for this test session's integration tests."""
+    with new_database(pg_server, "it") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def platform_database(pg_server: str) -> Iterator[str]:
+    """The running platform's own database: its relays and sandbox sender touch no other."""
+    with new_database(pg_server, "e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ class RunningPlatform:
 
 
 @pytest.fixture(scope="session")
-def platform(fresh_database: str, amqp_url: str, redis_url: str,
+def platform(platform_database: str, amqp_url: str, redis_url: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     work = tmp_path_factory.mktemp("platform")
     port = free_port()
@@ -51,7 +51,7 @@ def platform(fresh_database: str, amqp_url: str, redis_url: str,
     exchange = f"afisha.e2e.{run_id}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
     env.update({
-        "AFISHA_DATABASE_URL": fresh_database,
+        "AFISHA_DATABASE_URL": platform_database,
         "AFISHA_AMQP_URL": amqp_url,
         "AFISHA_AMQP_EXCHANGE": exchange,
         "AFISHA_REDIS_KEY_PREFIX": f"afisha-e2e-{run_id}",

@@ -42,8 +42,8 @@ async def publish_and_wait_for_analytics(database_url: str) -> tuple[str, str]:
 
 
 def test_an_event_committed_by_user_is_recorded_by_analytics(
-        platform: RunningPlatform, fresh_database: str) -> None:
-    event_type, cid = asyncio.run(publish_and_wait_for_analytics(fresh_database))
+        platform: RunningPlatform, platform_database: str) -> None:
+    event_type, cid = asyncio.run(publish_and_wait_for_analytics(platform_database))
     assert event_type == "user.registered" and cid.startswith("e2e-")
 
 
