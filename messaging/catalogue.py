@@ -165,7 +165,7 @@ PRODUCERS: dict[str, str] = {
 # Which service consumes which routing keys (SPEC, "Domain events" and "Reactions").
 CONSUMES: dict[str, tuple[str, ...]] = {
     "event": ("payment.completed", "payment.refunded", "group.member.added"),
-    "payment": ("registration.created", "event.cancelled"),
+    "payment": ("registration.created", "registration.cancelled", "event.cancelled"),
     "notification": ("user.registered", "registration.created", "payment.completed",
                      "event.cancelled", "event.reminder", "reservation.expired"),
     "analytics": tuple(n for n in EVENTS if n.split(".")[0] in

@@ -137,6 +137,7 @@ class PaymentService(ServiceBase):
     # --- consumed domain events ---
     def message_handlers(self) -> dict[str, Callable[[UnitOfWork, Envelope], Awaitable[None]]]:
         return {"registration.created": self.on_registration_created,
+                "registration.cancelled": self.on_registration_cancelled,
                 "event.cancelled": self.on_event_cancelled}
 
     async def on_registration_created(self, uow: UnitOfWork, envelope: Envelope) -> None:
@@ -147,6 +148,13 @@ class PaymentService(ServiceBase):
             return
         kind = Kind.PREPAYMENT if data.get("payment_mode") == "prepayment" else Kind.FULL
         await service.create_payment(uow, self.provider, reg, kind)
+
+    async def on_registration_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Policy: a cancelled registration is refunded in full and its unpaid payments fail
+        (attendee cancellation, or a payment that arrived after its seats were sold)."""
+        data = envelope.data
+        await service.refund_registration(uow, self.providers, data["registration_id"],
+                                          f"registration cancelled: {data['reason']}")
 
     async def on_event_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
         refunded = await service.refund_event(uow, self.providers, envelope.data["event_id"])

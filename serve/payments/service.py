@@ -181,21 +181,33 @@ async def refund(uow: UnitOfWork, provider: Provider, payment_id: str, amount: i
 
 async def refund_event(uow: UnitOfWork, providers: dict[str, Provider], event_id: str) -> int:
     """Event cancelled: refund every capture, fail every unpaid payment. Returns refunds made."""
+    return await _settle(uow, providers, payments.c.event_id == uuid.UUID(event_id),
+                         "the event was cancelled")
+
+
+async def refund_registration(uow: UnitOfWork, providers: dict[str, Provider],
+                              registration_id: str, reason: str) -> int:
+    """Registration cancelled (by the attendee, or a late payment found no seat): refund what
+    is still captured, fail what is unpaid. Returns refunds made; a repeat makes none."""
+    return await _settle(uow, providers,
+                         payments.c.registration_id == uuid.UUID(registration_id), reason)
+
+
+async def _settle(uow: UnitOfWork, providers: dict[str, Provider], which: Any,
+                  reason: str) -> int:
     session = uow.session
-    rows = (await session.execute(
-        select(payments).where(payments.c.event_id == uuid.UUID(event_id))
-        .order_by(payments.c.created_at).with_for_update())).mappings().all()
+    rows = (await session.execute(select(payments).where(which)
+                                  .order_by(payments.c.created_at).with_for_update())
+            ).mappings().all()
     made = 0
     for row in rows:
         status = Status(row["status"])
         if status in (Status.PENDING, Status.PROCESSING):
             await session.execute(update(payments).where(payments.c.id == row["id"]).values(
-                status=Status.FAILED.value, failure_reason="the event was cancelled",
-                updated_at=func.now()))
-            uow.publish("payment.failed", event_data(row, reason="the event was cancelled"),
+                status=Status.FAILED.value, failure_reason=reason, updated_at=func.now()))
+            uow.publish("payment.failed", event_data(row, reason=reason),
                         aggregate_id=str(row["id"]))
         elif status in CAPTURED and row["refunded_amount"] < row["captured_amount"]:
-            await refund(uow, providers[row["provider"]], str(row["id"]), None,
-                         "the event was cancelled")
+            await refund(uow, providers[row["provider"]], str(row["id"]), None, reason)
             made += 1
     return made

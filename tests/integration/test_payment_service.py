@@ -234,3 +234,24 @@ async def test_the_database_refuses_refunds_past_the_capture(sessions: Any,
         async with sessions() as session, session.begin():
             await session.execute(update(payments).where(payments.c.id == uuid.UUID(payment_id))
                                   .values(refunded_amount=1_001))
+
+
+async def test_a_cancelled_registration_is_refunded_once(sessions: Any,
+                                                         sandbox: SandboxProvider) -> None:
+    reg = registration(total=800)
+    payment_id = await paid(sessions, sandbox, reg)
+    other = registration(total=800)
+    unpaid = await create(sessions, sandbox, other)
+
+    async def cancelled(r: service.Registration) -> int:
+        async with UnitOfWork(sessions, "payment") as uow:
+            return await service.refund_registration(uow, {"sandbox": sandbox},
+                                                     r.registration_id, "sold-out-after-expiry")
+
+    assert await cancelled(reg) == 1
+    assert await cancelled(reg) == 0
+    assert await cancelled(other) == 0
+    done = await status_of(sessions, payment_id)
+    assert done["status"] == "refunded" and done["refunded"]["amount"] == 800
+    assert (await status_of(sessions, unpaid["id"]))["status"] == "failed"
+    assert await outbox_count(sessions, "payment.refunded", payment_id) == 1
