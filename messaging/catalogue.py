@@ -133,6 +133,15 @@ class PaymentRefunded(PaymentChanged):
     fully_refunded: bool
 
 
+class RemainderDue(Payload):
+    registration_id: str
+    event_id: str
+    user_id: str
+    amount: int
+    currency: str
+    due_at: str
+
+
 EVENTS: dict[str, type[Payload]] = {
     "user.registered": UserRegistered,
     "user.updated": UserUpdated,
@@ -154,6 +163,8 @@ EVENTS: dict[str, type[Payload]] = {
     "payment.completed": PaymentChanged,
     "payment.failed": PaymentFailed,
     "payment.refunded": PaymentRefunded,
+    "payment.remainder.due": RemainderDue,
+    "payment.remainder.overdue": RemainderDue,
 }
 
 PRODUCERS: dict[str, str] = {

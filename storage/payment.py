@@ -39,6 +39,9 @@ orders = Table(
     Column("total", BigInteger, nullable=False),
     Column("currency", Text, nullable=False),
     Column("prepayment", BigInteger),
+    Column("starts_at", DateTime(timezone=True)),
+    Column("remainder_reminded_at", DateTime(timezone=True)),
+    Column("remainder_overdue_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle
@@ -17,7 +18,7 @@ from serve.common.clients import ServiceClient
 from serve.common.context import RequestContext, bound
 from serve.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serve.common.service import ServiceBase
-from serve.payments import idempotency, orders, service
+from serve.payments import idempotency, orders, remainder, service
 from serve.payments.delivery import SandboxDeliverer
 from serve.payments.domain import Kind
 from serve.payments.providers import Provider, SandboxProvider, provider_named
@@ -45,6 +46,7 @@ class PaymentService(ServiceBase):
         else:
             self.providers["sandbox"] = self.sandbox
             self._delivery = asyncio.get_running_loop().create_task(self.deliverer.run())
+        self._sweeper = asyncio.get_running_loop().create_task(self.sweep_remainders())
 
     def uow(self, ctx: RequestContext | None = None) -> UnitOfWork:
         return UnitOfWork(self.sessions, "payment", ctx)
@@ -77,12 +79,23 @@ class PaymentService(ServiceBase):
             await self._may_see(ctx, row)
             return service.view(row)
 
-    async def list_payments(self, ctx: RequestContext, registration_id: str) -> dict[str, Any]:
+    async def list_payments(self, ctx: RequestContext, registration_id: str | None,
+                            event_id: str | None = None, cursor: str | None = None,
+                            limit: int = 100) -> dict[str, Any]:
+        """A registration's payments (payer, organizers, admins), or an event's payments with a
+        count by status (organizers, admins) — e.g. the progress of refunds after a cancellation."""
         with bound(ctx):
+            if (registration_id is None) == (event_id is None):
+                raise BadRequest("give exactly one of registration_id and event_id")
+            if event_id is not None:
+                if not await self._organizes(ctx, {"event_id": event_id}):
+                    raise Forbidden("only the event's organizers and admins list its payments")
+                async with self.sessions() as session:
+                    return await service.event_payments(session, _uuid(event_id), cursor, limit)
             async with self.sessions() as session:
                 rows = (await session.execute(
-                    select(payments).where(payments.c.registration_id == _uuid(registration_id))
-                    .order_by(payments.c.created_at))).mappings().all()
+                    select(payments).where(payments.c.registration_id == _uuid(str(
+                        registration_id))).order_by(payments.c.created_at))).mappings().all()
             for row in rows[:1]:
                 await self._may_see(ctx, row)
             return {"items": [service.view(r) for r in rows], "next_cursor": None}
@@ -143,10 +156,12 @@ class PaymentService(ServiceBase):
     async def on_registration_created(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """A paid registration gets its pending payment (full, or the prepayment)."""
         data = envelope.data
-        reg = await orders.record(uow.session, data)
+        prepaid = data.get("payment_mode") == "prepayment"
+        starts_at = await self._starts_at(data["event_id"]) if prepaid else None
+        reg = await orders.record(uow.session, data, starts_at)
         if reg is None or data["status"] != "pending_payment":
             return
-        kind = Kind.PREPAYMENT if data.get("payment_mode") == "prepayment" else Kind.FULL
+        kind = Kind.PREPAYMENT if prepaid else Kind.FULL
         await service.create_payment(uow, self.provider, reg, kind)
 
     async def on_registration_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
@@ -160,6 +175,22 @@ class PaymentService(ServiceBase):
         refunded = await service.refund_event(uow, self.providers, envelope.data["event_id"])
         self.log.info("event %s cancelled: %d payments refunded", envelope.data["event_id"],
                       refunded)
+
+    async def _starts_at(self, event_id: str) -> datetime | None:
+        event = await self.event.call("event_for_service", event_id)
+        return datetime.fromisoformat(event["starts_at"]) if event else None
+
+    async def sweep_remainders(self) -> None:
+        """Remainder reminders and deadlines (see ``serve.payments.remainder``), periodically."""
+        while True:
+            await asyncio.sleep(self.settings.payment_sweep_seconds)
+            try:
+                async with self.uow() as uow:
+                    await remainder.sweep(uow, datetime.now(UTC),
+                                          self.settings.remainder_due_hours_before_start,
+                                          self.settings.remainder_reminder_hours)
+            except Exception:
+                self.log.exception("remainder sweep failed; retrying on the next round")
 
     # --- authorization ---
     async def _may_see(self, ctx: RequestContext, row: Any) -> None:

@@ -6,6 +6,7 @@ The payment service keeps its own copy, so paying never waits on the Event servi
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -18,8 +19,10 @@ from serve.payments.service import Registration
 from storage.payment import orders
 
 
-async def record(session: AsyncSession, data: dict[str, Any]) -> Registration | None:
-    """Keep the terms of a paid registration (``None`` for a free one)."""
+async def record(session: AsyncSession, data: dict[str, Any],
+                 starts_at: datetime | None = None) -> Registration | None:
+    """Keep the terms of a paid registration (``None`` for a free one); ``starts_at`` (the
+    event's start) sets the remainder's deadline of a prepaid registration."""
     if data["amount"] <= 0:
         return None
     await session.execute(pg_insert(orders).values(
@@ -28,7 +31,7 @@ async def record(session: AsyncSession, data: dict[str, Any]) -> Registration | 
         organization_id=uuid.UUID(data["organization_id"]),
         user_id=uuid.UUID(data["user_id"]),
         total=data["amount"], currency=data["currency"],
-        prepayment=data.get("prepayment_amount"),
+        prepayment=data.get("prepayment_amount"), starts_at=starts_at,
     ).on_conflict_do_nothing())
     return await load(session, data["registration_id"])
 

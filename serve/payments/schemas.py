@@ -40,6 +40,8 @@ class PaymentOut(BaseModel):
 class PaymentList(BaseModel):
     items: list[PaymentOut]
     next_cursor: str | None
+    by_status: dict[str, int] | None = Field(
+        default=None, description="an event's payments counted by status (event_id lists)")
 
 
 class RefundIn(BaseModel):

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.outbox import UnitOfWork
-from serve.common.errors import NotFound
+from serve.common.errors import BadRequest, NotFound
+from serve.payments import remainder
 from serve.payments.domain import (
     CAPTURED,
     Kind,
@@ -79,6 +80,26 @@ def _uuid(value: str) -> uuid.UUID:
         raise NotFound(f"{value!r} is not a payment id") from exc
 
 
+async def event_payments(session: AsyncSession, event_id: uuid.UUID, cursor: str | None,
+                         limit: int) -> dict[str, Any]:
+    """One page of an event's payments (oldest first) and how many are in each status."""
+    query = select(payments).where(payments.c.event_id == event_id)
+    if cursor:
+        try:
+            query = query.where(payments.c.id > uuid.UUID(cursor))
+        except ValueError as exc:
+            raise BadRequest("the cursor is not valid") from exc
+    rows = (await session.execute(query.order_by(payments.c.id).limit(limit + 1))
+            ).mappings().all()
+    counts = (await session.execute(
+        select(payments.c.status, func.count()).where(payments.c.event_id == event_id)
+        .group_by(payments.c.status))).all()
+    more = len(rows) > limit
+    return {"items": [view(r) for r in rows[:limit]],
+            "next_cursor": str(rows[limit - 1]["id"]) if more else None,
+            "by_status": {status: n for status, n in counts}}
+
+
 async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
                          kind: Kind) -> dict[str, Any]:
     """The live payment of this kind for the registration, created when there is none."""
@@ -89,6 +110,8 @@ async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
     for row in existing:
         if row["kind"] == kind.value and row["status"] != Status.FAILED.value:
             return view(row)
+    if kind is Kind.REMAINDER:
+        await remainder.check_payable(session, reg.registration_id)
     captured = {Kind(r["kind"]): r["captured_amount"] for r in existing
                 if Status(r["status"]) in CAPTURED}
     amount = amount_due(reg.order, kind, captured)

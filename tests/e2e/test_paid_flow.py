@@ -146,3 +146,10 @@ def test_prepayment_then_remainder_and_event_cancellation(platform: RunningPlatf
         for pid in (deposit["id"], rest.json()["id"]):
             refunded = status(http, fan, f"/api/v1/payments/{pid}", "refunded")
             assert refunded["refunded"] == refunded["captured"]
+        progress = http.get("/api/v1/payments", params={"event_id": event_id},
+                            headers=auth(owner))
+        assert progress.status_code == 200, progress.text
+        assert progress.json()["by_status"] == {"refunded": 2}
+        assert http.get("/api/v1/payments", params={"event_id": event_id},
+                        headers=auth(fan)).status_code == 403
+        assert http.get("/api/v1/payments", headers=auth(owner)).status_code == 400

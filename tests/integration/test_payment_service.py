@@ -255,3 +255,47 @@ async def test_a_cancelled_registration_is_refunded_once(sessions: Any,
     assert done["status"] == "refunded" and done["refunded"]["amount"] == 800
     assert (await status_of(sessions, unpaid["id"]))["status"] == "failed"
     assert await outbox_count(sessions, "payment.refunded", payment_id) == 1
+
+
+async def test_remainder_reminder_and_deadline_policy(sessions: Any,
+                                                      sandbox: SandboxProvider) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from serve.payments import orders, remainder
+
+    starts = datetime.now(UTC) + timedelta(days=365)
+    due_at = starts - timedelta(hours=48)
+    reg = registration(total=10_000, prepayment=3_000)
+    settled = registration(total=10_000, prepayment=3_000)
+    for r in (reg, settled):
+        async with sessions() as session, session.begin():
+            await orders.record(session, {
+                "registration_id": r.registration_id, "event_id": r.event_id,
+                "organization_id": r.organization_id, "user_id": r.user_id, "amount": 10_000,
+                "currency": "RUB", "prepayment_amount": 3_000}, starts)
+        deposit = await create(sessions, sandbox, r, Kind.PREPAYMENT)
+        for body in await checkout(sessions, sandbox, deposit, "succeeded"):
+            await deliver(sessions, sandbox, body)
+    rest_paid = await create(sessions, sandbox, settled, Kind.REMAINDER)
+    for body in await checkout(sessions, sandbox, rest_paid, "succeeded"):
+        await deliver(sessions, sandbox, body)
+
+    async def sweep(at: datetime) -> int:
+        async with UnitOfWork(sessions, "payment") as uow:
+            return await remainder.sweep(uow, at, due_hours=48, remind_hours=24)
+
+    assert await sweep(due_at - timedelta(hours=30)) == 0
+    assert await sweep(due_at - timedelta(hours=10)) == 1  # the reminder, for `reg` only
+    assert await sweep(due_at - timedelta(hours=5)) == 0
+    pending = await create(sessions, sandbox, reg, Kind.REMAINDER)
+    assert await sweep(due_at + timedelta(minutes=1)) == 1  # overdue
+    assert await sweep(due_at + timedelta(hours=1)) == 0
+    assert (await status_of(sessions, pending["id"]))["status"] == "failed"
+    with pytest.raises(Conflict) as caught:
+        await create(sessions, sandbox, reg, Kind.REMAINDER)
+    assert caught.value.slug == "remainder-overdue"
+    outbox = outbox_for("payment")
+    async with sessions() as session:
+        notices = (await session.execute(select(outbox.c.type).where(
+            outbox.c.aggregate_id == reg.registration_id).order_by(outbox.c.id))).scalars().all()
+    assert notices == ["payment.remainder.due", "payment.remainder.overdue"]

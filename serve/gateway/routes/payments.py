@@ -30,10 +30,15 @@ async def create_payment(body: PaymentIn, ctx: UserContext, services: ServicesDe
                                        idempotency_key)
 
 
-@router.get("/payments", response_model=PaymentList, summary="Payments of a registration")
+@router.get("/payments", response_model=PaymentList,
+            summary="Payments of a registration, or of an event with a count by status")
 async def list_payments(ctx: UserContext, services: ServicesDep,
-                        registration_id: Annotated[str, Query()]) -> Any:
-    return await services.payment.call("list_payments", ctx, registration_id)
+                        registration_id: Annotated[str | None, Query()] = None,
+                        event_id: Annotated[str | None, Query()] = None,
+                        cursor: Annotated[str | None, Query()] = None,
+                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
+    return await services.payment.call("list_payments", ctx, registration_id, event_id, cursor,
+                                       limit)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, summary="One payment")
