@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -91,10 +90,11 @@ class PaymentService(ServiceBase):
                 if not await self._organizes(ctx, {"event_id": event_id}):
                     raise Forbidden("only the event's organizers and admins list its payments")
                 async with self.sessions() as session:
-                    return await service.event_payments(session, _uuid(event_id), cursor, limit)
+                    return await service.event_payments(
+                        session, service.parse_id(event_id), cursor, limit)
             async with self.sessions() as session:
                 rows = (await session.execute(
-                    select(payments).where(payments.c.registration_id == _uuid(str(
+                    select(payments).where(payments.c.registration_id == service.parse_id(str(
                         registration_id))).order_by(payments.c.created_at))).mappings().all()
             for row in rows[:1]:
                 await self._may_see(ctx, row)
@@ -208,10 +208,3 @@ def _user(ctx: RequestContext) -> str:
     if ctx.identity is None:
         raise Unauthorized("sign in first")
     return ctx.identity.user_id
-
-
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise NotFound(f"{value!r} is not an id") from exc

@@ -66,18 +66,18 @@ def event_data(row: RowMapping, **extra: Any) -> dict[str, Any]:
 
 
 async def load(session: AsyncSession, payment_id: str, *, lock: bool = False) -> RowMapping:
-    query = select(payments).where(payments.c.id == _uuid(payment_id))
+    query = select(payments).where(payments.c.id == parse_id(payment_id))
     row = (await session.execute(query.with_for_update() if lock else query)).mappings().first()
     if row is None:
         raise NotFound(f"payment {payment_id} does not exist")
     return row
 
 
-def _uuid(value: str) -> uuid.UUID:
+def parse_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError as exc:
-        raise NotFound(f"{value!r} is not a payment id") from exc
+        raise NotFound(f"{value!r} is not an id") from exc
 
 
 async def event_payments(session: AsyncSession, event_id: uuid.UUID, cursor: str | None,
