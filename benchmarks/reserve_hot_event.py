@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import ray
 from sqlalchemy import insert, text
 
 from actors.client import InventoryClient
+from cluster.ports import free_port
 from cluster.settings import Settings, normalize_database_url
 from serve.users.tokens import issue_access_token
 from storage import migrate
@@ -179,12 +179,6 @@ async def many_events(settings: Settings, count: int, parallel: int,
             "ray_processes_before": base_n, "ray_processes_after": after_n,
             "ray_rss_mib_peak": peak[0] / 2**20,
             "event_schema_mib": int(db_bytes or 0) / 2**20}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_platform(database_url: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -110,7 +110,3 @@ def make_settings(**values: object) -> Settings:
     return Settings.model_validate(values)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

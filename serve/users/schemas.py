@@ -104,6 +104,13 @@ class TokenPairOut(BaseModel):
     expires_in: int
 
 
+class SessionOut(BaseModel):
+    """Who an access token says the caller is: its subject and its roles."""
+
+    user_id: str
+    roles: list[str]
+
+
 class OrganizationRequestOut(BaseModel):
     id: str
     status: str

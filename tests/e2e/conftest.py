@@ -15,22 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from cluster.ports import free_port, serve_private_ports
 
 # Known to the tests so they can mint access tokens for users the platform has not seen.
 E2E_JWT_SECRET = "e2e-" + "0123456789abcdef" * 4
 ADMIN_EMAIL = "admin@e2e-afisha.example.org"
-
-
-def serve_private_ports() -> dict[str, str]:
-    """Ports of this platform's Serve instance that no other instance on the machine uses."""
-    http, grpc = free_port(), free_port()
-    return {"RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
-            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + 200),
-            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
-            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + 200)}
 
 
 class RunningPlatform:
@@ -64,12 +53,7 @@ def platform(platform_database: str, amqp_url: str, redis_url: str,
         "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
         "AFISHA_ADMIN_EMAILS": ADMIN_EMAIL,
-        # Serve's HAProxy side ports, so a platform already running here does not collide.
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-        # Serve's fallback proxy (fixed :8500) and replica ingress ports (from :30000) are the
-        # same in every instance: another platform on the machine would get our requests.
-        **serve_private_ports(),
+        **serve_private_ports(),  # a platform already running here does not collide
     })
     log = work / "afisha-run.log"
     with log.open("wb") as out:

@@ -69,3 +69,19 @@ def test_protected_routes_refuse_missing_and_forged_tokens(platform: RunningPlat
         wrong = http.post("/api/v1/auth/login", json={"email": "nobody@example.org",
                                                       "password": "whatever1"})
         assert wrong.status_code == 401 and wrong.json()["type"].endswith("/invalid-credentials")
+
+
+def test_session_reports_the_token_identity_and_refuses_without_one(
+        platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        user = http.post("/api/v1/auth/register", json={
+            "email": f"e2e-{uuid.uuid4().hex[:8]}@example.org", "password": PASSWORD,
+            "display_name": "Session"}).json()
+        session = http.get("/api/v1/auth/session", headers=auth(user))
+        assert session.status_code == 200, session.text
+        assert session.json() == {"user_id": user["user"]["id"], "roles": []}
+        refused = http.get("/api/v1/auth/session")
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        refresh = {"Authorization": f"Bearer {user['refresh_token']}"}
+        assert http.get("/api/v1/auth/session", headers=refresh).status_code == 401

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from redis import asyncio as aioredis
 
+from cluster.ports import free_port
 from cluster.settings import Settings
 from serve.gateway.cache import EventCacheInvalidator
 from serve.gateway.ratelimit import RedisLimiter
 from serve.users import tokens
-from tests.conftest import free_port, make_settings
+from tests.conftest import make_settings
 from tests.integration.users_support import Absent, gateway
 
 

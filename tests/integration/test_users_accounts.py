@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
+from cluster.ports import free_port
 from cluster.settings import Settings
 from serve.common.errors import Conflict, TooManyRequests, Unauthorized
 from serve.users.deployment import UserService
 from serve.users.schemas import LoginIn, RegisterIn, TelegramLoginIn
 from serve.users.throttle import LoginThrottle
 from storage.user import refresh_tokens, users
-from tests.conftest import free_port
 from tests.integration.users_support import (
     PASSWORD,
     admin_email,

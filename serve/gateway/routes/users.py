@@ -27,6 +27,7 @@ from serve.users.schemas import (
     RefreshIn,
     RegisterIn,
     ReviewIn,
+    SessionOut,
     TelegramLoginIn,
     TokenPairOut,
     UserOut,
@@ -68,6 +69,13 @@ async def refresh(body: RefreshIn, ctx: PublicContext, services: ServicesDep) ->
 async def logout(body: RefreshIn, ctx: PublicContext, services: ServicesDep) -> Response:
     await _user(services, "logout", ctx, body.refresh_token)
     return Response(status_code=204)
+
+
+@router.get("/auth/session", response_model=SessionOut, tags=["auth"],
+            summary="The identity an access token carries (answered by the gateway alone)")
+async def session(ctx: UserContext) -> Any:
+    assert ctx.identity is not None
+    return SessionOut(user_id=ctx.identity.user_id, roles=list(ctx.identity.roles))
 
 
 # --- the caller's account ---

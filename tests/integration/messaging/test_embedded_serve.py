@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from cluster.ports import free_port
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
 from serve.common.context import RequestContext
 from storage.engine import create_engine, sessionmaker
-from tests.conftest import free_port
 from tests.integration.messaging.conftest import eventually
 
 

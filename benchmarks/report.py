@@ -1,0 +1,212 @@
+"""The benchmark's numbers: Locust's CSVs read back, the database audit, the table and the plot."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import platform
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+ACTIVE = ("pending_payment", "confirmed", "checked_in")
+TABLES = {"afisha": "event_service", "baseline": "bench_baseline"}
+
+
+def read_locust(prefix: Path) -> dict[str, Any]:
+    """Per request name: count, failures, requests/s, p50/p95/p99; 5xx seen; the sale's span."""
+    names: dict[str, dict[str, float]] = {}
+    with open(f"{prefix}_stats.csv") as f:
+        for row in csv.DictReader(f):
+            names[row["Name"]] = {
+                "count": int(row["Request Count"]), "failures": int(row["Failure Count"]),
+                "rps": float(row["Requests/s"]), "p50": float(row["50%"]),
+                "p95": float(row["95%"]), "p99": float(row["99%"])}
+    errors_5xx = 0
+    with open(f"{prefix}_failures.csv") as f:
+        for row in csv.DictReader(f):
+            if re.search(r"\b5\d\d\b", row["Error"]):
+                errors_5xx += int(row["Occurrences"])
+    sale_file = Path(f"{prefix}_sale.json")
+    sale = json.loads(sale_file.read_text()) if sale_file.exists() else {}
+    reserved = int(sale.get("reserved") or 0)
+    span = (sale["last"] - sale["first"]) if reserved > 1 else 0.0
+    return {"names": names, "errors_5xx": errors_5xx, "reserved": reserved,
+            "reserve_per_s": reserved / span if span > 0 else 0.0}
+
+
+async def audit(database_url: str, plan: dict[str, Any], runs: list[dict[str, Any]],
+                payment_wait_s: float = 120) -> dict[str, dict[str, Any]]:
+    """Per target: seats over quantity, rows against what clients saw; Afisha's paid sample."""
+    conn = await asyncpg.connect(database_url)
+    result: dict[str, dict[str, Any]] = {}
+    try:
+        for target, schema in TABLES.items():
+            rows = await conn.fetch(
+                f"SELECT t.id, t.quantity, count(r.id) AS rows, coalesce(sum(r.quantity) "
+                f"FILTER (WHERE r.status = ANY($1::text[])), 0) AS active "
+                f"FROM {schema}.ticket_types t LEFT JOIN {schema}.registrations r "
+                f"ON r.ticket_type_id = t.id GROUP BY t.id, t.quantity", list(ACTIVE))
+            by_id = {r["id"]: r for r in rows}
+            hot = by_id.get(plan["hot"]["ticket_type_id"])
+            seen = sum(r["reserved"] for r in runs if r["target"] == target)
+            result[target] = {
+                "oversell": sum(max(0, r["active"] - r["quantity"]) for r in rows),
+                "registrations": sum(r["rows"] for r in rows), "client_reserved": seen,
+                "hot_sold": hot["active"] if hot else 0,
+                "hot_quantity": hot["quantity"] if hot else 0}
+        if any(r["target"] == "baseline" for r in runs):
+            drift = await conn.fetchval(
+                "SELECT count(*) FROM bench_baseline.ticket_types t WHERE t.taken <> "
+                "(SELECT coalesce(sum(quantity), 0) FROM bench_baseline.registrations r "
+                " WHERE r.ticket_type_id = t.id AND r.status = ANY($1::text[]))", list(ACTIVE))
+            result["baseline"]["counter_drift"] = int(drift)
+        result["afisha"].update(await paid_sample(conn, plan, payment_wait_s))
+    finally:
+        await conn.close()
+    for values in result.values():
+        values["unaccounted"] = values["registrations"] - values["client_reserved"]
+    return result
+
+
+async def paid_sample(conn: asyncpg.Connection, plan: dict[str, Any],
+                      wait_s: float) -> dict[str, int]:
+    """Payments completed through the sandbox checkout on the hot event, and how many of their
+    registrations are confirmed (waiting for ``payment.completed`` to reach the event service)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        paid = await conn.fetch(
+            "SELECT registration_id::text AS id FROM payment_service.payments "
+            "WHERE event_id = $1::uuid AND status = 'completed'", plan["hot"]["event_id"])
+        ids = [r["id"] for r in paid]
+        confirmed = await conn.fetchval(
+            "SELECT count(*) FROM event_service.registrations WHERE id = ANY($1::text[]) "
+            "AND status = 'confirmed'", ids)
+        if (paid and confirmed == len(ids)) or time.monotonic() > deadline:
+            return {"paid": len(ids), "paid_confirmed": int(confirmed)}
+        await asyncio.sleep(1)
+
+
+# --- output -------------------------------------------------------------------------------
+def _run(runs: list[dict[str, Any]], scenario: str, target: str) -> dict[str, Any] | None:
+    return next((r for r in runs if r["scenario"] == scenario and r["target"] == target), None)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+def table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["| scenario | target | reservations | per s | p50 ms | p95 ms | p99 ms | failures "
+             "| 5xx | server CPU s / 1,000 | Afisha / baseline |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for scenario in ("FlashSale", "SpreadSale", "Browse", "Session"):
+        for target in ("baseline", "afisha"):
+            run = _run(runs, scenario, target)
+            if run is None:
+                continue
+            name = "session" if scenario == "Session" else "reserve"
+            stats = run["names"].get(name, {"count": 0, "failures": 0, "rps": 0.0, "p50": 0.0,
+                                            "p95": 0.0, "p99": 0.0})
+            done = stats["count"] if scenario == "Session" else run["reserved"]
+            rate = stats["rps"] if scenario == "Session" else run["reserve_per_s"]
+            failures = sum(int(n["failures"]) for n in run["names"].values()
+                           if n is not run["names"].get("Aggregated"))
+            cpu = 1000 * run["server_cpu_s"] / done if done else 0.0
+            other = _run(runs, scenario, "baseline")
+            ratio = ""
+            if target == "afisha" and other is not None:
+                ratio = f"{_ratio(rate, rate_of(other)):.2f}"
+            lines.append(f"| {scenario} | {target} | {done} | {rate:.0f} | {stats['p50']:.0f} "
+                         f"| {stats['p95']:.0f} | {stats['p99']:.0f} | {failures} "
+                         f"| {run['errors_5xx']} | {cpu:.2f} | {ratio} |")
+    return lines
+
+
+def rate_of(run: dict[str, Any]) -> float:
+    if run["scenario"] == "Session":
+        return float(run["names"].get("session", {}).get("rps", 0.0))
+    return float(run["reserve_per_s"])
+
+
+def plot(results: Path, runs: list[dict[str, Any]]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = [s for s in ("FlashSale", "SpreadSale", "Browse", "Session")
+                 if any(r["scenario"] == s for r in runs)]
+    fig, axes = plt.subplots(2, len(scenarios), figsize=(5 * len(scenarios), 7), squeeze=False)
+    for col, scenario in enumerate(scenarios):
+        name = "session" if scenario == "Session" else "reserve"
+        for target, color in (("baseline", "tab:gray"), ("afisha", "tab:blue")):
+            history = results / f"{scenario.lower()}_{target}_stats_history.csv"
+            if not history.exists():
+                continue
+            with history.open() as f:
+                rows = [r for r in csv.DictReader(f) if r["Name"] == name]
+            if not rows:
+                continue
+            t0 = int(rows[0]["Timestamp"])
+            xs = [int(r["Timestamp"]) - t0 for r in rows]
+            axes[0][col].plot(xs, [float(r["Requests/s"]) for r in rows], color=color,
+                              label=target)
+            axes[1][col].plot(xs, [_num(r["99%"]) for r in rows], color=color,
+                              label=f"{target} p99")
+            axes[1][col].plot(xs, [_num(r["50%"]) for r in rows], color=color, linestyle=":",
+                              label=f"{target} p50")
+        axes[0][col].set_title(f"{scenario}: {name} requests/s")
+        axes[1][col].set_title(f"{scenario}: latency, ms")
+        axes[1][col].set_xlabel("seconds")
+        for ax in (axes[0][col], axes[1][col]):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = results / "bench.png"
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _num(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")
+
+
+def write(results: Path, runs: list[dict[str, Any]], audit: dict[str, dict[str, Any]],
+          elapsed_s: float) -> None:
+    machine = (f"{platform.node()}, {psutil.cpu_count()} CPUs, "
+               f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python "
+               f"{platform.python_version()}")
+    flash_a, flash_b = _run(runs, "FlashSale", "afisha"), _run(runs, "FlashSale", "baseline")
+    session_a, session_b = _run(runs, "Session", "afisha"), _run(runs, "Session", "baseline")
+    reserve_ratio = _ratio(rate_of(flash_a), rate_of(flash_b)) if flash_a and flash_b else 0.0
+    gateway_ratio = (_ratio(rate_of(session_a), rate_of(session_b))
+                     if session_a and session_b else 0.0)
+    p99 = flash_a["names"].get("reserve", {}).get("p99", 0.0) if flash_a else 0.0
+    errors_5xx = sum(r["errors_5xx"] for r in runs if r["target"] == "afisha")
+    lines = [f"# Ticket-sale benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+             f"machine: {machine}; whole run {elapsed_s / 60:.1f} min", "", *table(runs), "",
+             "| audit | baseline | afisha |", "|---|---|---|"]
+    for key in ("oversell", "registrations", "client_reserved", "unaccounted", "hot_sold",
+                "hot_quantity", "counter_drift", "paid", "paid_confirmed"):
+        lines.append(f"| {key} | {audit.get('baseline', {}).get(key, '')} "
+                     f"| {audit.get('afisha', {}).get(key, '')} |")
+    drains = [f"{r['scenario']} {r['drain_s']:.0f} s" for r in runs if "drain_s" in r]
+    lines += ["", f"Afisha's outboxes drained after: {', '.join(drains)}",
+              f"gateway_ratio={gateway_ratio:.2f}"]
+    summary = "\n".join(lines)
+    (results / "summary.md").write_text(summary + "\n")
+    (results / "runs.json").write_text(json.dumps({"runs": runs, "audit": audit}, indent=1))
+    print(summary)
+    print(f"plot: {plot(results, runs)}")
+    print(f"reserve_ratio={reserve_ratio:.2f} p99_ms={p99:.0f} "
+          f"oversell={audit.get('afisha', {}).get('oversell', 0)} errors_5xx={errors_5xx}")
