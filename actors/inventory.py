@@ -53,7 +53,9 @@ class InventoryActor:
         configure_logging(self.settings.log_level)
         self.log = get_logger("inventory")
         self.event_id = event_id
-        self.engine = create_engine(self.settings, "event", pool_size=2)
+        # One connection (two at most): the group commit is serial, and there is an actor per
+        # event on sale, each with its own pool, against the server's max_connections.
+        self.engine = create_engine(self.settings, "event", pool_size=1, max_overflow=1)
         self.sessions = sessionmaker(self.engine)
         self.inv = Inventory()
         self.catalogue: store.Catalogue | None = None

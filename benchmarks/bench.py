@@ -53,6 +53,7 @@ ROOT = HERE.parent
 PASSWORD = "bench password 123"
 ADMIN_EMAIL = "admin@bench.afisha.example.org"
 SCENARIOS = ("FlashSale", "SpreadSale", "Browse", "Session")
+MAX_CONNECTIONS = 300
 
 
 @dataclass
@@ -80,6 +81,37 @@ def with_database(url: str, name: str) -> str:
     base, _, query = url.partition("?")
     base = base.rsplit("/", 1)[0] + "/" + name
     return f"{base}?{query}" if query else base
+
+
+def start_embedded(work: Path, stack: ExitStack) -> str:
+    """An embedded PostgreSQL for the run, allowed MAX_CONNECTIONS clients."""
+    server = EmbeddedPostgres(work)
+    url = server.start()
+    asyncio.run(_alter_system(url, f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}"))
+    server.stop()
+    url = server.start()
+    stack.callback(server.stop)
+    return url
+
+
+async def _alter_system(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def check_connections(server_url: str) -> None:
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        allowed = int(await conn.fetchval("SHOW max_connections"))
+    finally:
+        await conn.close()
+    if allowed < MAX_CONNECTIONS:
+        print(f"warning: the server allows {allowed} connections; the spread sale keeps an "
+              f"inventory actor (one connection) per event on sale, 100 events plus the "
+              f"services' pools: set max_connections to {MAX_CONNECTIONS}", flush=True)
 
 
 async def create_database(server_url: str, name: str) -> None:
@@ -340,9 +372,8 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="afisha-bench-")))
         server_url = os.environ.get("AFISHA_BENCH_DATABASE_URL")
         if not server_url:
-            embedded = EmbeddedPostgres(work)
-            server_url = embedded.start()
-            stack.callback(embedded.stop)
+            server_url = start_embedded(work, stack)
+        asyncio.run(check_connections(server_url))
         database_url = with_database(server_url, f"afisha_bench_{options.run_id}")
         asyncio.run(create_database(server_url, f"afisha_bench_{options.run_id}"))
         print(f"database {database_url}", flush=True)

@@ -36,6 +36,7 @@ def build_app(settings: Settings) -> Application:
     def service(cls: type) -> Deployment:
         return cast(Deployment, serve.deployment(cls)).options(
             name=cls.__name__, num_replicas=1,
+            max_ongoing_requests=settings.service_max_ongoing_requests,
             ray_actor_options={"num_cpus": settings.service_num_cpus})
 
     user = service(UserService).bind(config)
@@ -46,5 +47,6 @@ def build_app(settings: Settings) -> Application:
     analytics = service(AnalyticsService).bind(config, event)
     gateway = cast(Deployment, serve.deployment(Gateway)).options(
         name="Gateway", num_replicas=settings.gateway_replicas,
+        max_ongoing_requests=settings.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": settings.gateway_num_cpus})
     return gateway.bind(config, user, event, payment, notification, media, analytics)

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     gateway_replicas: int = Field(default=1, ge=1)
     gateway_num_cpus: float = Field(default=0.2, ge=0)
     service_num_cpus: float = Field(default=0.1, ge=0)
+    # Requests a replica works on at once (Serve's default is 5). The gateway's concurrent
+    # reservations are what the inventory actors batch into one commit, so it needs many.
+    gateway_max_ongoing_requests: int = Field(default=512, ge=1)
+    service_max_ongoing_requests: int = Field(default=128, ge=1)
 
     @field_validator("admin_emails", mode="before")
     @classmethod

@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from cluster.settings import Settings, schema_of
 
 
-def create_engine(settings: Settings, service: str, *, pool_size: int | None = None) -> AsyncEngine:
+def create_engine(settings: Settings, service: str, *, pool_size: int | None = None,
+                  max_overflow: int | None = None) -> AsyncEngine:
     schema = schema_of(service)
     url = make_url(settings.database_url_for(service))
     return create_async_engine(
         url,
         pool_size=pool_size or settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=settings.database_pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={

@@ -1,5 +1,8 @@
 """FastAPI dependencies of the public routes: the request context with (or without) identity.
 
+Dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, a
+thread hop per dependency per request, which costs more than the work they do.
+
 ``create_app`` attaches ``enforce_authentication`` to every router, so a route needs an access
 token unless ``serve.gateway.auth.is_public`` lists it. On a public route an invalid token is
 ignored (the caller is anonymous); on any other route it is a 401.
@@ -24,6 +27,7 @@ bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/aut
 
 
 def base_context(request: Request) -> RequestContext:
+    """The request's context without identity (a helper, not a dependency)."""
     settings: Settings = request.app.state.settings
     return RequestContext(correlation_id=request.state.correlation_id,
                           client_ip=client_ip(request.scope, settings.forwarded_for_hops))
@@ -34,7 +38,7 @@ def _public(request: Request) -> bool:
     return is_public(request.method, template)
 
 
-def optional_identity(
+async def optional_identity(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> RequestContext:
@@ -55,7 +59,7 @@ def optional_identity(
     return replace(ctx, identity=identity)
 
 
-def require_identity(
+async def require_identity(
     ctx: Annotated[RequestContext, Depends(optional_identity)],
 ) -> RequestContext:
     """Protected routes: 401 problem unless a valid access token was sent."""
@@ -64,7 +68,7 @@ def require_identity(
     return ctx
 
 
-def enforce_authentication(
+async def enforce_authentication(
     request: Request, ctx: Annotated[RequestContext, Depends(optional_identity)],
 ) -> None:
     """Attached to every router: 401 unless the route is public or a valid token was sent."""
@@ -72,7 +76,7 @@ def enforce_authentication(
         raise Unauthorized("send an access token: Authorization: Bearer <token>")
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     result: Services = request.app.state.services
     return result
 

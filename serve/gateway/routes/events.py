@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from serve.common.context import RequestContext
 from serve.common.errors import ProblemError
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/api/v1", tags=["events"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-def inventory(request: Request) -> Any:
+async def inventory(request: Request) -> Any:
     """The gateway replica's client of the inventory actors (created on first use)."""
     state = request.app.state
     if getattr(state, "inventory", None) is None:
@@ -46,7 +46,7 @@ Inventory = Annotated[Any, Depends(inventory)]
 
 @router.get("/events", summary="List events (public, and group events of your groups)")
 async def list_events(ctx: PublicContext, services: ServicesDep,
-                      filters: Annotated[EventFilters, Depends()]) -> Any:
+                      filters: Annotated[EventFilters, Query()]) -> Any:
     return await services.event.call("list_events", ctx, filters)
 
 
