@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test unit integration e2e lint typecheck footprint clean
+.PHONY: help install install-bench run test unit integration e2e lint typecheck footprint bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ typecheck: $(STAMP) ## mypy
 
 footprint: $(STAMP) ## Measure time from start to healthy and the idle memory of the platform
 	$(BIN)/python benchmarks/footprint.py
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+install-bench: $(BENCH_STAMP) ## Install the benchmark tools (Locust, matplotlib)
+
+bench: $(BENCH_STAMP) ## Ticket-sale benchmark: Afisha against the row-lock baseline (benchmarks/README.md)
+	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -130,11 +130,11 @@ async def get_event(request: Request, event_id: str) -> dict[str, Any]:
 
 
 @app.get("/api/v1/events/{event_id}/ticket-types")
-async def ticket_types(request: Request, event_id: str) -> list[dict[str, Any]]:
+async def ticket_types(request: Request, event_id: str) -> dict[str, Any]:
     rows = await request.app.state.pool.fetch(
         "SELECT id, name, price, currency, quantity, quantity - taken AS available "
         "FROM ticket_types WHERE event_id = $1 ORDER BY id", event_id)
-    return [dict(r) for r in rows]
+    return {"items": [dict(r) for r in rows], "next_cursor": None}
 
 
 @app.post("/api/v1/events/{event_id}/registrations", status_code=201)

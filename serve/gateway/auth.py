@@ -2,7 +2,8 @@
 
 ``serve.gateway.deps.enforce_authentication`` is attached by ``create_app`` to every router it
 mounts, so a new route is protected unless its method and path template are listed here.
-Public: the auth endpoints, the event list and detail, provider webhooks, analytics tracking
+Public: the auth endpoints, the event list, detail and ticket types (prices and seats left; the
+event service applies the event's visibility), provider webhooks, analytics tracking
 (plus the operations routes and docs, which live outside the routers).
 """
 
@@ -20,6 +21,7 @@ PUBLIC_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = (
     (frozenset({"POST"}), re.compile(r"^/api/v1/auth/[^/]+$")),
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events$")),
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}/ticket-types$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/webhooks/.+$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/analytics/track$")),
 )

@@ -64,6 +64,10 @@ def test_event_lifecycle_registration_and_check_in(platform: RunningPlatform) ->
         again = http.post(f"/api/v1/events/{event_id}/publish", headers=auth(owner))
         assert again.status_code == 409 and again.json()["type"].endswith("/illegal-transition")
         assert http.get(f"/api/v1/events/{event_id}").json()["status"] == "published"
+        anonymous = http.get(f"/api/v1/events/{event_id}/ticket-types")  # visitors see prices
+        assert anonymous.status_code == 200, anonymous.text
+        assert [(t["id"], t["available"]) for t in anonymous.json()["items"]] == [
+            (tt.json()["id"], 1)]
 
         reg = http.post(f"/api/v1/events/{event_id}/registrations", headers=auth(fan),
                         json={"ticket_type_id": tt.json()["id"]})

@@ -15,6 +15,8 @@ from tests.conftest import make_settings
     ("POST", "/api/v1/auth/register", True),
     ("GET", "/api/v1/events", True),
     ("GET", "/api/v1/events/{event_id}", True),
+    ("GET", "/api/v1/events/{event_id}/ticket-types", True),
+    ("POST", "/api/v1/events/{event_id}/ticket-types", False),
     ("POST", "/api/v1/webhooks/{provider}", True),
     ("POST", "/api/v1/analytics/track", True),
     ("POST", "/api/v1/events", False),
