@@ -130,6 +130,7 @@ class Platform:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.work = work
+        self.log = options.results / "afisha-run.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
         self.env.update({
             "AFISHA_DATABASE_URL": database_url, "AFISHA_HTTP_PORT": str(self.port),
@@ -147,12 +148,12 @@ class Platform:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = (self.work / "afisha-run.log").open("ab")
+        log = self.log.open("ab")
         began = time.monotonic()
         self.process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"],
                                         env=self.env, cwd=self.work, stdout=log,
                                         stderr=subprocess.STDOUT)
-        wait_healthy(self.process, f"{self.base_url}/actuator/health", self.work / "afisha-run.log")
+        wait_healthy(self.process, f"{self.base_url}/actuator/health", self.log)
         print(f"  platform healthy in {time.monotonic() - began:.1f} s", flush=True)
 
     def stop(self) -> None:
@@ -172,7 +173,7 @@ class Baseline:
     def __init__(self, database_url: str, options: Options, work: Path) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = work / "baseline.log"
+        self.log = options.results / "baseline.log"
         self.env = {**os.environ, "BASELINE_DATABASE_URL": plain_url(database_url),
                     "BASELINE_JWT_SECRET": options.jwt_secret}
         self.process: subprocess.Popen[bytes] | None = None
@@ -289,6 +290,51 @@ async def seed_baseline(database_url: str, plan: dict[str, Any], price: int) -> 
 
 
 # --- running the scenarios ----------------------------------------------------------------
+def component(proc: psutil.Process) -> str:
+    """Which part of the system a process is, for the CPU-by-component table."""
+    try:
+        cmdline = proc.cmdline()
+        name = proc.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return "other"
+    first = cmdline[0] if cmdline else name
+    if first.startswith("ray::ServeReplica:"):
+        return first.rsplit(":", 1)[-1]
+    if first.startswith("ray::InventoryActor"):
+        return "inventory actors"
+    if first.startswith("ray::") or "ray/core" in first or "raylet" in name or "gcs_server" in name:
+        return "ray (controller, proxy, dashboard, gcs)"
+    if "locust" in " ".join(cmdline[:3]):
+        return "locust (load generator)"
+    if "benchmarks.baseline" in " ".join(cmdline):
+        return "baseline"
+    for label in ("postgres", "haproxy", "beam.smp", "redis-server"):
+        if label in name or label in first:
+            return {"beam.smp": "rabbitmq", "redis-server": "redis"}.get(label, label)
+    return "other"
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    found: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter():
+        try:
+            times = proc.cpu_times()
+            found[proc.pid] = (component(proc), times.user + times.system)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def cpu_delta(before: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per component since ``before`` (processes started since count from 0)."""
+    totals: dict[str, float] = {}
+    for pid, (name, used) in cpu_by_process().items():
+        earlier = before.get(pid)
+        spent = used - earlier[1] if earlier and earlier[0] == name else used
+        totals[name] = totals.get(name, 0.0) + max(spent, 0.0)
+    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v > 0.05}
+
+
 def busy_cpu_seconds() -> float:
     t = psutil.cpu_times()
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
@@ -308,7 +354,7 @@ def run_locust(scenario: str, target: str, base_url: str, plan_path: Path,
                scenario]
     print(f"  {scenario} against {target} ({options.users} users, up to {seconds} s)",
           flush=True)
-    cpu_before, began = busy_cpu_seconds(), time.monotonic()
+    cpu_before, processes, began = busy_cpu_seconds(), cpu_by_process(), time.monotonic()
     process = psutil.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=(options.results / f"{scenario.lower()}_{target}.log").open("w"))
     locust_cpu = 0.0
@@ -323,6 +369,7 @@ def run_locust(scenario: str, target: str, base_url: str, plan_path: Path,
     server_cpu = max(busy_cpu_seconds() - cpu_before - locust_cpu, 0.0)
     return {"scenario": scenario, "target": target, "elapsed_s": elapsed,
             "server_cpu_s": server_cpu, "locust_cpu_s": locust_cpu,
+            "cpu_by_component": cpu_delta(processes),
             **report.read_locust(prefix)}
 
 
@@ -374,6 +421,8 @@ def main() -> None:
                       args.session_seconds, args.hot_quantity, args.spread_quantity, args.price,
                       args.results.resolve())
     options.results.mkdir(parents=True, exist_ok=True)
+    for log in ("afisha-run.log", "baseline.log"):
+        (options.results / log).unlink(missing_ok=True)
     began = time.monotonic()
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="afisha-bench-")))

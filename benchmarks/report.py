@@ -137,6 +137,22 @@ def rate_of(run: dict[str, Any]) -> float:
     return float(run["reserve_per_s"])
 
 
+def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
+    """CPU seconds each component spent during the flash sale, per target (where time goes)."""
+    flash = [r for r in runs if r["scenario"] == "FlashSale" and r.get("cpu_by_component")]
+    if not flash:
+        return []
+    names = sorted({n for r in flash for n in r["cpu_by_component"]},
+                   key=lambda n: -max(r["cpu_by_component"].get(n, 0.0) for r in flash))
+    lines = ["| FlashSale: CPU s by component | " + " | ".join(r["target"] for r in flash) + " |",
+             "|---|" + "---|" * len(flash)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{r['cpu_by_component'].get(name, 0.0):.1f}" for r in flash) + " |")
+    lines.append("| wall-clock s | " + " | ".join(f"{r['elapsed_s']:.1f}" for r in flash) + " |")
+    return lines
+
+
 def plot(results: Path, runs: list[dict[str, Any]]) -> Path:
     import matplotlib
 
@@ -202,6 +218,7 @@ def write(results: Path, runs: list[dict[str, Any]], audit: dict[str, dict[str, 
                 "hot_quantity", "counter_drift", "paid", "paid_confirmed"):
         lines.append(f"| {key} | {audit.get('baseline', {}).get(key, '')} "
                      f"| {audit.get('afisha', {}).get(key, '')} |")
+    lines += ["", *cpu_table(runs)]
     drains = [f"{r['scenario']} {r['drain_s']:.0f} s ({r['drain_left']} left)"
               for r in runs if "drain_s" in r]
     lines += ["", "Afisha's backlog (outbox rows, payments to create) worked off after: "
