@@ -298,8 +298,8 @@ def component(proc: psutil.Process) -> str:
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return "other"
     first = cmdline[0] if cmdline else name
-    if first.startswith("ray::ServeReplica:"):
-        return first.rsplit(":", 1)[-1]
+    if first.startswith("ray::ServeReplica:"):  # "...:afisha:Gateway" or ".Gateway.method()"
+        return first.removeprefix("ray::ServeReplica:").split(":", 1)[-1].split(".")[0]
     if first.startswith("ray::InventoryActor"):
         return "inventory actors"
     if first.startswith("ray::") or "ray/core" in first or "raylet" in name or "gcs_server" in name:

@@ -149,6 +149,8 @@ def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
     for name in names:
         lines.append(f"| {name} | " + " | ".join(
             f"{r['cpu_by_component'].get(name, 0.0):.1f}" for r in flash) + " |")
+    lines.append("| locust (load generator) | " + " | ".join(
+        f"{r['locust_cpu_s']:.1f}" for r in flash) + " |")
     lines.append("| wall-clock s | " + " | ".join(f"{r['elapsed_s']:.1f}" for r in flash) + " |")
     return lines
 
