@@ -27,7 +27,7 @@ from actors import store
 from actors.store import NewRegistration
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
-from serve.common.errors import Conflict, Forbidden, NotFound, ProblemError
+from serve.common.errors import Conflict, Forbidden, NotFound, ProblemError, ServiceUnavailable
 from serve.common.logs import configure_logging, get_logger
 from serve.events.domain import (
     RegistrationStatus,
@@ -37,7 +37,7 @@ from serve.events.domain import (
 )
 from serve.events.inventory import Hold, Inventory
 from serve.events.views import registration_view
-from storage.engine import create_engine, sessionmaker
+from storage.engine import create_engine, is_overload, sessionmaker
 
 NAMESPACE = "afisha"
 Pending = tuple[NewRegistration, "asyncio.Future[dict[str, Any]]"]
@@ -213,8 +213,13 @@ class InventoryActor:
                     await self._write_alone(item)
             except Exception as exc:
                 self.log.exception("writing %d registrations failed", len(batch))
+                answer: BaseException = exc
+                if is_overload(exc):  # no seat was taken: the client may simply retry
+                    answer = ServiceUnavailable("no database connection to record the "
+                                                "reservation; retry", slug="overloaded",
+                                                retry_after=1)
                 for item in batch:
-                    self._undo(item, exc)
+                    self._undo(item, answer)
             else:
                 for decision, future in batch:
                     self._answer(decision, future)

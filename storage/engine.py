@@ -6,6 +6,7 @@ declared under ``MetaData(schema=...)`` of that schema, so a service reaches onl
 
 from __future__ import annotations
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -42,3 +43,17 @@ async def ping(engine: AsyncEngine, schema: str) -> None:
         )
     if found is None:
         raise LookupError(f"schema {schema} does not exist: run `afisha migrate`")
+
+
+# SQLSTATE of a server that refuses clients: too_many_connections, cannot_connect_now.
+OVERLOAD_SQLSTATES = frozenset({"53300", "57P03"})
+
+
+def is_overload(error: BaseException) -> bool:
+    """The database had no connection to give (the pool timed out waiting, or the server has
+    reached max_connections): a condition to retry later, not a bug."""
+    if isinstance(error, sa_exc.TimeoutError):
+        return True
+    orig = getattr(error, "orig", None) if isinstance(error, sa_exc.DBAPIError) else error
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code in OVERLOAD_SQLSTATES

@@ -1,7 +1,8 @@
 """How the gateway (and services) call a service deployment: one awaited handle call.
 
 A service raises ``ProblemError``; Ray delivers it wrapped in ``RayTaskError``. ``call``
-unwraps it so the caller sees the service's own error class.
+unwraps it so the caller sees the service's own error class. A service that found no database
+connection (pool timeout, server full) is reported as 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve.common.errors import ProblemError, ServiceUnavailable
+from storage.engine import is_overload
 
 
 class ServiceClient:
@@ -26,6 +28,9 @@ class ServiceClient:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ProblemError):
                 raise cause from None
+            if cause is not None and is_overload(cause):
+                raise ServiceUnavailable(f"the {self.name} service is overloaded; retry",
+                                         slug="overloaded", retry_after=1) from None
             raise
         except RayActorError as exc:
             raise ServiceUnavailable(f"the {self.name} service is restarting; retry") from exc

@@ -40,3 +40,18 @@ async def test_a_dead_service_is_reported_as_unavailable(ray_session: None) -> N
     ray.kill(actor)
     with pytest.raises(ServiceUnavailable):
         await ServiceClient("event", actor).call("ping")
+
+
+async def test_a_service_out_of_database_connections_answers_503(ray_session: None) -> None:
+    import ray
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    @ray.remote(num_cpus=0)
+    class Service:
+        def read(self) -> str:
+            raise PoolTimeout("QueuePool limit of size 5 overflow 5 reached")
+
+    with pytest.raises(ServiceUnavailable) as caught:
+        await ServiceClient("event", Service.remote()).call("read")  # type: ignore[attr-defined]
+    assert caught.value.slug == "overloaded"
+    assert caught.value.extensions == {"retry_after": 1}
