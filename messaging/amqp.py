@@ -165,8 +165,9 @@ class AmqpConsumer:
             except Exception as exc:
                 log.info("batch of %d failed (%s); applying one by one", len(batch), exc)
             else:
-                for message in batch:
-                    await message.ack()
+                # One frame settles the batch: every earlier delivery on this channel has
+                # been settled already (batches are handled one after another, in order).
+                await batch[-1].ack(multiple=True)
                 return
         for message in batch:
             await self._handle(message)
