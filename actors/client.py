@@ -19,6 +19,7 @@ class InventoryClient:
         self.config = config
         self.settings = Settings.from_runtime(config)
         self._handles: dict[str, Any] = {}
+        self._creating: dict[str, asyncio.Future[Any]] = {}
         window = self.settings.inventory_client_batch_ms / 1000
         self._batcher = ReserveBatcher(self, window) if window > 0 else None
 
@@ -32,9 +33,26 @@ class InventoryClient:
         return await self._batcher.reserve(event_id, request)
 
     def handle(self, event_id: str) -> Any:
+        """The actor's handle, found or created here (blocks on the GCS: not for event loops)."""
         handle = self._handles.get(event_id)
         if handle is None:
             handle = self._handles[event_id] = self._create(event_id)
+        return handle
+
+    async def ahandle(self, event_id: str) -> Any:
+        """The actor's handle without blocking the event loop: finding or creating a named
+        actor is a synchronous round trip to the GCS, slow while many actors start, so it runs
+        in a thread, once per event however many requests wait for it."""
+        handle = self._handles.get(event_id)
+        if handle is not None:
+            return handle
+        creating = self._creating.get(event_id)
+        if creating is None:
+            creating = asyncio.ensure_future(asyncio.to_thread(self._create, event_id))
+            self._creating[event_id] = creating
+            creating.add_done_callback(lambda _: self._creating.pop(event_id, None))
+        handle = await asyncio.shield(creating)
+        self._handles.setdefault(event_id, handle)
         return handle
 
     def _create(self, event_id: str) -> Any:
@@ -59,7 +77,8 @@ class InventoryClient:
         delay = 0.05
         for _ in range(ATTEMPTS):
             try:
-                return await getattr(self.handle(event_id), method).remote(*args, **kwargs)
+                handle = await self.ahandle(event_id)
+                return await getattr(handle, method).remote(*args, **kwargs)
             except RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, ActorClosing):
@@ -82,8 +101,9 @@ class InventoryClient:
         from actors.inventory import NAMESPACE, actor_name
 
         try:
-            self._handles.setdefault(
-                event_id, ray.get_actor(actor_name(event_id), namespace=NAMESPACE))
+            found = await asyncio.to_thread(ray.get_actor, actor_name(event_id),
+                                            namespace=NAMESPACE)
+            self._handles.setdefault(event_id, found)
         except ValueError:
             self._handles.pop(event_id, None)
             return None
