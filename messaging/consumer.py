@@ -3,7 +3,8 @@
 A service's deployment exposes ``message_handlers() -> dict[str, Handler]``. For every message
 the runtime opens a unit of work of the consuming service, records the message id in its
 ``inbox`` (a message already there is a duplicate: the handler is skipped), calls the handler
-and commits. Only then does the transport acknowledge the message.
+and commits. Only then does the transport acknowledge the message. Messages that arrive
+together are applied in one unit of work; a ``BatchHandler`` gets all of its messages at once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ from storage.common import dead_letter_table, inbox_table, service_metadata
 
 Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
 Outcome = Literal["applied", "duplicate", "ignored"]
+
+
+class BatchHandler:
+    """A handler whose effect does not depend on order, so the messages of a batch can be
+    written together (one multi-row insert rather than one statement per message)."""
+
+    def __init__(self, many: Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]) -> None:
+        self.many = many
+
+    async def __call__(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        await self.many(uow, [envelope])
 
 _TABLES: dict[str, tuple[Table, Table]] = {}
 
@@ -72,15 +84,45 @@ class ConsumerRuntime:
         self.inbox, self.dead_letters = consumer_tables(service)
 
     async def process_batch(self, envelopes: list[Envelope]) -> list[Outcome]:
-        """Apply several messages in one transaction (one commit for all). If any handler fails
-        nothing of the batch is kept and the error propagates: the caller then applies the
-        messages one by one, so only the failing one is retried or dead-lettered."""
+        """Apply several messages in one transaction (one commit for all): one inbox insert
+        for the batch, the handlers in arrival order, a ``BatchHandler`` once with all its
+        messages. If any handler fails nothing of the batch is kept and the error propagates:
+        the caller then applies the messages one by one, so only the failing one is retried or
+        dead-lettered."""
         if len(envelopes) == 1:
             return [await self.process(envelopes[0])]
-        outcomes: list[Outcome] = []
+        handled = [e for e in envelopes if e.type in self.handlers]
+        if not handled:
+            outcomes: list[Outcome] = ["ignored"] * len(envelopes)
+            self._count(envelopes, outcomes)
+            return outcomes
+        outcomes = []
         async with UnitOfWork(self.sessions, self.service, None) as uow:
+            fresh = set(await uow.session.scalars(
+                pg_insert(self.inbox)
+                .values([{"message_id": e.id, "type": e.type} for e in handled])
+                .on_conflict_do_nothing()
+                .returning(self.inbox.c.message_id)))
+            grouped: dict[BatchHandler, list[Envelope]] = {}
             for envelope in envelopes:
-                outcomes.append(await self._apply(uow, envelope))
+                handler = self.handlers.get(envelope.type)
+                if handler is None:
+                    outcomes.append("ignored")
+                    continue
+                if envelope.id not in fresh:  # processed before, or twice in this batch
+                    self.log.info("skipped %s %s: already processed", envelope.type, envelope.id)
+                    outcomes.append("duplicate")
+                    continue
+                fresh.discard(envelope.id)
+                if isinstance(handler, BatchHandler):
+                    grouped.setdefault(handler, []).append(envelope)
+                else:
+                    uow.correlation_id = envelope.correlation_id
+                    with bound(envelope.correlation_id):
+                        await handler(uow, envelope)
+                outcomes.append("applied")
+            for batch_handler, group in grouped.items():
+                await batch_handler.many(uow, group)
         self._count(envelopes, outcomes)
         return outcomes
 

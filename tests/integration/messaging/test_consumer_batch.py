@@ -1,0 +1,61 @@
+"""Messages that arrive together: one inbox insert, handlers in order, batch handlers once."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from cluster.settings import Settings
+from messaging.catalogue import CONSUMES
+from messaging.consumer import BatchHandler, ConsumerRuntime
+from messaging.envelope import Envelope
+from messaging.outbox import UnitOfWork
+from serve.analytics.tracking import record_domain_event
+from storage.analytics import domain_events
+from storage.engine import create_engine, sessionmaker
+
+
+def envelope(event_type: str) -> Envelope:
+    return Envelope(type=event_type, producer="user", correlation_id=uuid.uuid4().hex,
+                    data={"user_id": uuid.uuid4().hex, "display_name": "Ann"})
+
+
+async def test_a_batch_applies_each_new_message_once_in_order(
+        messaging_settings: Settings) -> None:
+    engine = create_engine(messaging_settings, "event")
+    seen: list[uuid.UUID] = []
+
+    async def handler(uow: UnitOfWork, message: Envelope) -> None:
+        seen.append(message.id)
+
+    runtime = ConsumerRuntime("event", sessionmaker(engine),
+                              dict.fromkeys(CONSUMES["event"], handler))
+    try:
+        earlier, first, second = (envelope("payment.refunded") for _ in range(3))
+        unrelated = envelope("user.registered")  # the event service does not consume it
+        assert await runtime.process(earlier) == "applied"
+        outcomes = await runtime.process_batch([first, earlier, unrelated, second, first])
+        assert outcomes == ["applied", "duplicate", "ignored", "applied", "duplicate"]
+        assert seen == [earlier.id, first.id, second.id]
+        assert await runtime.process_batch([envelope("user.registered")] * 2) == ["ignored"] * 2
+    finally:
+        await engine.dispose()
+
+
+async def test_a_batch_handler_writes_all_its_messages_at_once(
+        messaging_settings: Settings) -> None:
+    assert isinstance(record_domain_event, BatchHandler)
+    engine = create_engine(messaging_settings, "analytics")
+    runtime = ConsumerRuntime("analytics", sessionmaker(engine),
+                              dict.fromkeys(CONSUMES["analytics"], record_domain_event))
+    try:
+        batch = [envelope("user.registered") for _ in range(5)]
+        assert await runtime.process_batch([*batch, batch[0]]) == ["applied"] * 5 + ["duplicate"]
+        assert await runtime.process_batch(batch[:2]) == ["duplicate"] * 2
+        async with engine.connect() as conn:
+            rows = await conn.scalar(select(func.count()).select_from(domain_events).where(
+                domain_events.c.message_id.in_([e.id for e in batch])))
+        assert rows == 5
+    finally:
+        await engine.dispose()
