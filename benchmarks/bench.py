@@ -45,7 +45,7 @@ import psutil
 
 from benchmarks import report
 from cluster.embedded import EmbeddedPostgres
-from cluster.ports import free_port, serve_private_ports
+from cluster.ports import free_port, serve_private_ports, wait_until_healthy
 from cluster.settings import SERVICES, schema_of
 
 HERE = Path(__file__).resolve().parent
@@ -193,17 +193,10 @@ class Baseline:
 
 
 def wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{url}: the process exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not become healthy:\n{log.read_text()[-3000:]}")
+    try:
+        wait_until_healthy(process, url)
+    except RuntimeError as exc:
+        raise SystemExit(f"{url}: {exc}:\n{log.read_text()[-3000:]}") from exc
 
 
 # --- preparation --------------------------------------------------------------------------

@@ -16,10 +16,9 @@ import sys
 import tempfile
 import time
 
-import httpx
 import psutil
 
-from cluster.ports import free_port
+from cluster.ports import free_port, wait_until_healthy
 
 
 def platform_processes(root: psutil.Process, data_dir: str) -> list[psutil.Process]:
@@ -43,15 +42,7 @@ def main() -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/actuator/health"
     try:
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"afisha run exited with {process.returncode}")
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
+        wait_until_healthy(process, url, limit_s=600, poll_s=0.25)
         healthy_s = time.monotonic() - started
         time.sleep(args.idle)
         procs = platform_processes(psutil.Process(process.pid), data_dir)

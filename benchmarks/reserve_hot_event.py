@@ -39,7 +39,7 @@ import ray
 from sqlalchemy import insert, text
 
 from actors.client import InventoryClient
-from cluster.ports import free_port
+from cluster.ports import free_port, serve_private_ports, wait_until_healthy
 from cluster.settings import Settings, normalize_database_url
 from serve.users.tokens import issue_access_token
 from storage import migrate
@@ -188,26 +188,16 @@ def start_platform(database_url: str) -> tuple[subprocess.Popen[bytes], str]:
                 "AFISHA_DASHBOARD_PORT": str(free_port()), "AFISHA_JWT_SECRET": SECRET,
                 "AFISHA_DATA_DIR": tempfile.mkdtemp(prefix="afisha-bench-"),
                 "AFISHA_LOG_LEVEL": "WARNING", "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
-                "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
-                "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
-                "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-                # Serve's fallback proxy port is fixed; another platform may hold it.
-                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
-                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port())})
+                "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0", **serve_private_ports()})
     process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit(f"afisha run exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/actuator/health", timeout=5).status_code == 200:
-                return process, base_url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    raise SystemExit("the platform did not become healthy")
+    try:
+        wait_until_healthy(process, f"{base_url}/actuator/health", limit_s=300)
+    except RuntimeError as exc:
+        process.send_signal(signal.SIGINT)
+        raise SystemExit(f"the platform did not become healthy: {exc}") from exc
+    return process, base_url
 
 
 async def http_hot_event(settings: Settings, base_url: str, clients: int,

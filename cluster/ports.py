@@ -1,8 +1,13 @@
-"""Ports for running several platforms (tests, benchmarks) side by side on one machine."""
+"""Running platforms (tests, benchmarks) side by side on one machine: free ports, private
+Serve ports, waiting for a started platform to become healthy."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
+
+import httpx
 
 
 def free_port() -> int:
@@ -27,3 +32,20 @@ def serve_private_ports() -> dict[str, str]:
             "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + 200),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
+
+
+def wait_until_healthy(process: subprocess.Popen[bytes], url: str, limit_s: float = 240,
+                       poll_s: float = 0.5) -> None:
+    """Poll ``url`` until it answers 200; ``RuntimeError`` if ``process`` exits first or the
+    time runs out."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll_s)
+    raise RuntimeError(f"{url} did not answer 200 within {limit_s:.0f} s")

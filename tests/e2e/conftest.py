@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cluster.ports import free_port, serve_private_ports
+from cluster.ports import free_port, serve_private_ports, wait_until_healthy
 
 # Known to the tests so they can mint access tokens for users the platform has not seen.
 E2E_JWT_SECRET = "e2e-" + "0123456789abcdef" * 4
@@ -83,14 +82,7 @@ async def _delete_topology(amqp_url: str, exchange: str) -> None:
 
 
 def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"afisha run exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base_url}/actuator/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"the platform did not become healthy:\n{log.read_text()[-4000:]}")
+    try:
+        wait_until_healthy(process, f"{base_url}/actuator/health", poll_s=1)
+    except RuntimeError as exc:
+        pytest.fail(f"the platform did not become healthy ({exc}):\n{log.read_text()[-4000:]}")
