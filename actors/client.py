@@ -1,116 +1,216 @@
-"""Calling an event's inventory actor: find or create it by name, retry while it (re)starts."""
+"""Calling the inventory of an event: route to its host, find or create the host, retry.
+
+An event's inventory lives on the shared host of its shard, or on a host of its own once the
+event is declared hot (``actors.shards``). Callers (the gateway's hot path, the event service)
+learn that an event moved when its old host refuses it (``OwnerMoved``) and route again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from actors import shards
 from actors.batching import ReserveBatcher
 from cluster.settings import Settings
 from serve.common.errors import ProblemError, ServiceUnavailable
 
-ATTEMPTS = 6
+ATTEMPTS = 8
 
 
 class InventoryClient:
-    """Used by the gateway (hot path: one hop) and the event service; caches actor handles."""
+    """Used by the gateway (hot path: one hop) and the event service; caches host handles."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.settings = Settings.from_runtime(config)
         self._handles: dict[str, Any] = {}
         self._creating: dict[str, asyncio.Future[Any]] = {}
+        self._hot: set[str] = set()  # events this client has seen on hosts of their own
         window = self.settings.inventory_client_batch_ms / 1000
         self._batcher = ReserveBatcher(self, window) if window > 0 else None
 
-    async def reserve(self, event_id: str, user_id: str, ticket_type_id: str, quantity: int,
-                      payment_mode: str, idempotency_key: str, correlation_id: str) -> Any:
-        """Reserve seats (the hot path); batched with concurrent requests for the event."""
-        request = (user_id, ticket_type_id, quantity, payment_mode, idempotency_key,
-                   correlation_id)
-        if self._batcher is None:
-            return await self.call(event_id, "reserve", *request)
-        return await self._batcher.reserve(event_id, request)
+    # --- routing ---
+    def host_of(self, event_id: str) -> str:
+        if event_id in self._hot:
+            return shards.hot_host_name(event_id)
+        return shards.host_name(shards.host_index(event_id, self.settings.inventory_hosts))
 
-    def handle(self, event_id: str) -> Any:
-        """The actor's handle, found or created here (blocks on the GCS: not for event loops)."""
-        handle = self._handles.get(event_id)
-        if handle is None:
-            handle = self._handles[event_id] = self._create(event_id)
-        return handle
+    def _moved(self, event_id: str, host: str) -> None:
+        """``host`` refused the event as not its kind: it is hot now, or no longer is."""
+        if host == shards.hot_host_name(event_id):
+            self._hot.discard(event_id)
+        else:
+            if len(self._hot) > 10_000:
+                self._hot.clear()
+            self._hot.add(event_id)
 
-    async def ahandle(self, event_id: str) -> Any:
-        """The actor's handle without blocking the event loop: finding or creating a named
-        actor is a synchronous round trip to the GCS, slow while many actors start, so it runs
-        in a thread, once per event however many requests wait for it."""
-        handle = self._handles.get(event_id)
+    async def ahandle(self, host: str) -> Any:
+        """The host's handle without blocking the event loop: finding or creating a named
+        actor is a synchronous round trip to the GCS, so it runs in a thread, once per host."""
+        handle = self._handles.get(host)
         if handle is not None:
             return handle
-        creating = self._creating.get(event_id)
+        creating = self._creating.get(host)
         if creating is None:
-            creating = asyncio.ensure_future(asyncio.to_thread(self._create, event_id))
-            self._creating[event_id] = creating
-            creating.add_done_callback(lambda _: self._creating.pop(event_id, None))
+            creating = asyncio.ensure_future(asyncio.to_thread(self._create, host))
+            self._creating[host] = creating
+            creating.add_done_callback(lambda _: self._creating.pop(host, None))
         handle = await asyncio.shield(creating)
-        self._handles.setdefault(event_id, handle)
+        self._handles.setdefault(host, handle)
         return handle
 
-    def _create(self, event_id: str) -> Any:
+    def _create(self, host: str) -> Any:
         import ray
 
-        from actors.inventory import NAMESPACE, InventoryActor, actor_name
+        from actors.host import InventoryHost
 
-        remote = ray.remote(InventoryActor)
-        return remote.options(
-            name=actor_name(event_id), namespace=NAMESPACE, get_if_exists=True,
+        if host.startswith(shards.hot_host_name("")):
+            args: dict[str, Any] = {"hot_event": host[len(shards.hot_host_name("")):]}
+        else:
+            args = {"index": int(host.rsplit("-", 1)[1])}
+        handle: Any = ray.remote(InventoryHost).options(
+            name=host, namespace=shards.NAMESPACE, get_if_exists=True,
             lifetime="detached", num_cpus=self.settings.inventory_num_cpus,
-            max_restarts=-1, max_task_retries=0, max_concurrency=2000,
-        ).remote(self.config, event_id)
+            max_restarts=-1, max_task_retries=0, max_concurrency=10_000,
+        ).remote(self.config, **args)
+        ray.get(handle.configure.remote(self.config))  # a host created earlier adopts ours
+        return handle
+
+    def start_hosts(self) -> None:
+        """Create the shared hosts now (blocking: from a thread), so no sale waits for one."""
+        for index in range(self.settings.inventory_hosts):
+            host = shards.host_name(index)
+            self._handles.setdefault(host, self._create(host))
+
+    # --- calls ---
+    async def reserve(self, event_id: str, user_id: str, ticket_type_id: str, quantity: int,
+                      payment_mode: str, idempotency_key: str, correlation_id: str) -> Any:
+        """Reserve seats (the hot path); batched with concurrent requests for the same host."""
+        args = (user_id, ticket_type_id, quantity, payment_mode, idempotency_key,
+                correlation_id)
+        if self._batcher is not None:
+            host = self.host_of(event_id)
+            try:
+                return await self._batcher.reserve(host, (event_id, *args))
+            except ProblemError as exc:
+                if exc.status != 503:
+                    raise
+                self._after_refusal(exc, event_id, host)
+            except Exception as exc:
+                if not _actor_gone(exc):
+                    raise
+                self._handles.pop(host, None)
+        return await self.call(event_id, "reserve", *args)
+
+    async def send_batch(self, host: str, requests: list[tuple[Any, ...]]) -> list[Any]:
+        from ray.exceptions import RayTaskError
+
+        handle = await self.ahandle(host)
+        try:
+            results: list[Any] = await handle.reserve_batch.remote(requests)
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ProblemError):
+                raise cause from None
+            raise
+        return results
 
     async def call(self, event_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` on the event's actor. Ray errors become 503 after a few retries;
+        """Call ``method`` on the event's owner. Ray errors become 503 after a few retries;
         a method that creates something must be idempotent (reserve takes a key)."""
-        from ray.exceptions import RayActorError, RayTaskError
-
-        from actors.inventory import ActorClosing
+        from ray.exceptions import RayTaskError
 
         delay = 0.05
         for _ in range(ATTEMPTS):
+            host = self.host_of(event_id)
             try:
-                handle = await self.ahandle(event_id)
-                return await getattr(handle, method).remote(*args, **kwargs)
+                handle = await self.ahandle(host)
+                return await handle.call.remote(event_id, method, args, kwargs)
             except RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
-                if isinstance(cause, ActorClosing):
-                    self._handles.pop(event_id, None)
-                elif isinstance(cause, ProblemError):
-                    raise cause from None
-                else:
+                if not isinstance(cause, ProblemError):
                     raise
-            except RayActorError:
-                self._handles.pop(event_id, None)
+                if cause.status != 503 or cause.slug == "overloaded":
+                    raise cause from None
+                if self._after_refusal(cause, event_id, host):
+                    continue  # routed elsewhere: no need to wait
+            except Exception as exc:
+                if not _actor_gone(exc):
+                    raise
+                self._handles.pop(host, None)
             await asyncio.sleep(delay)
-            delay *= 2
+            delay = min(delay * 2, 1.0)
         raise ServiceUnavailable("the event's inventory is restarting; retry")
 
+    def _after_refusal(self, exc: ProblemError, event_id: str, host: str) -> bool:
+        """A host refused: route again. True when the event moved (retry at once)."""
+        from actors.owner import OwnerMoved
+
+        if isinstance(exc, OwnerMoved):
+            self._moved(event_id, host)
+            return True
+        self._handles.pop(host, None)
+        return False
+
     async def call_if_active(self, event_id: str, method: str, *args: Any) -> Any:
-        """Call the event's actor only if it is running (``None`` otherwise): changes to an
-        event reach a live actor at once, and an inactive one reads them when it starts."""
+        """Call the event's owner only if it is in memory (``None`` otherwise): changes to an
+        event reach a live owner at once, and an inactive one reads them when it activates."""
+        host = self.host_of(event_id)
+        handle = await self._existing(host)
+        if handle is None:
+            return None
+        try:
+            return await handle.call_if_active.remote(event_id, method, args)
+        except Exception as exc:
+            if _actor_gone(exc):
+                self._handles.pop(host, None)
+                return None
+            raise
+
+    async def _existing(self, host: str) -> Any:
+        """The host's handle if it runs (``None`` otherwise); never starts one."""
         import ray
 
-        from actors.inventory import NAMESPACE, actor_name
+        handle = self._handles.get(host)
+        if handle is None:
+            try:
+                handle = await asyncio.to_thread(ray.get_actor, host,
+                                                 namespace=shards.NAMESPACE)
+            except ValueError:
+                return None
+        return handle
 
-        try:
-            found = await asyncio.to_thread(ray.get_actor, actor_name(event_id),
-                                            namespace=NAMESPACE)
-            self._handles.setdefault(event_id, found)
-        except ValueError:
-            self._handles.pop(event_id, None)
-            return None
-        try:
-            return await self.call(event_id, method, *args)
-        except ProblemError:
-            return None
+    async def declare_hot(self, event_id: str, hot: bool) -> dict[str, Any]:
+        """After the event's ``hot`` flag changed in Postgres: move its owner now. The old host
+        forgets it, and the new one activates it (a hot event's host process starts here,
+        ahead of the sale). Returns the owner's counts and where it lives."""
+        old = self.host_of(event_id)
+        if hot:
+            self._hot.add(event_id)
+        else:
+            self._hot.discard(event_id)
+        if old != self.host_of(event_id):
+            handle = await self._existing(old)
+            try:
+                if handle is not None:
+                    await handle.drop.remote(event_id)
+            except Exception as exc:
+                if not _actor_gone(exc):
+                    raise
+        counts: dict[str, Any] = await self.call(event_id, "ready")
+        return counts | {"host": self.host_of(event_id)}
+
+    async def host_stats(self, event_id: str) -> dict[str, Any]:
+        handle = await self.ahandle(self.host_of(event_id))
+        stats: dict[str, Any] = await handle.stats.remote()
+        return stats
 
     def forget(self, event_id: str) -> None:
-        self._handles.pop(event_id, None)
+        self._hot.discard(event_id)
+
+
+def _actor_gone(exc: BaseException) -> bool:
+    from ray.exceptions import RayActorError
+
+    return isinstance(exc, RayActorError)

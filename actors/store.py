@@ -7,11 +7,12 @@ published, exactly once, whoever tries it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.outbox import UnitOfWork
@@ -55,6 +56,10 @@ def epoch(value: datetime) -> float:
 
 def from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
+
+
+# Checks, inside a write, that this host still owns the event (raises otherwise).
+Fence = Callable[[AsyncSession, str], Awaitable[None]]
 
 
 @dataclass
@@ -116,17 +121,11 @@ async def load_keys(session: AsyncSession, event_id: str) -> dict[tuple[str, str
     return {(r.user_id, r.key): r.registration_id for r in rows.all()}
 
 
-async def write_registrations(sessions: async_sessionmaker[AsyncSession],
-                              batch: list[NewRegistration]) -> None:
-    """Group commit: every registration of the batch, its hold, key and event in one transaction."""
-    async with UnitOfWork(sessions, "event") as uow:
-        await insert_registrations(uow, batch)
-
-
 async def write_offer(sessions: async_sessionmaker[AsyncSession], offer: NewRegistration,
-                      entry_id: str) -> None:
+                      entry_id: str, fence: Fence) -> None:
     """A waiting-list offer: the registration with its hold, and the entry marked offered."""
     async with UnitOfWork(sessions, "event") as uow:
+        await fence(uow.session, offer.event_id)
         await insert_registrations(uow, [offer], waitlist_offer=True)
         await uow.session.execute(
             update(waitlist_entries).where(waitlist_entries.c.id == entry_id)
@@ -187,12 +186,13 @@ def created_payload(n: NewRegistration) -> dict[str, Any]:
 
 
 async def expire_holds(sessions: async_sessionmaker[AsyncSession], event_id: str,
-                       hold_ids: list[str]) -> dict[str, str]:
+                       hold_ids: list[str], fence: Fence) -> dict[str, str]:
     """Expire the holds still held; publish reservation.expired for each one that changed.
 
     Returns the status every listed reservation has after the transaction.
     """
     async with UnitOfWork(sessions, "event") as uow:
+        await fence(uow.session, event_id)
         changed = (await uow.session.execute(
             update(reservations)
             .where(reservations.c.id.in_(hold_ids), reservations.c.status == "held")
@@ -254,4 +254,38 @@ async def overdue_events(session: AsyncSession, grace_seconds: float) -> list[st
         .where(reservations.c.status == "held",
                reservations.c.expires_at < func.now() - func.make_interval(
                    0, 0, 0, 0, 0, 0, grace_seconds)))
+    return [r[0] for r in rows.all()]
+
+
+async def acquire_fences(sessions: async_sessionmaker[AsyncSession], scopes: list[str],
+                         owner: str) -> int:
+    """Take a new epoch for ``scopes`` (one value for all of them); older owners are fenced."""
+    async with sessions.begin() as session:
+        epoch = await session.scalar(text(
+            "WITH v AS (SELECT nextval('inventory_epoch') AS epoch) "
+            "INSERT INTO inventory_fences (scope, epoch, owner) "
+            "SELECT s, v.epoch, :owner FROM unnest(CAST(:scopes AS text[])) AS s, v "
+            "ON CONFLICT (scope) DO UPDATE SET epoch = excluded.epoch, owner = excluded.owner, "
+            "acquired_at = now() RETURNING epoch"), {"scopes": scopes, "owner": owner})
+    return int(epoch)
+
+
+async def check_fences(session: AsyncSession, scopes: list[str], epoch: int,
+                       event_ids: list[str], hot: bool) -> tuple[set[str], set[str]]:
+    """Inside a write: the scopes still held at ``epoch`` and the events still owned by this
+    kind of host (``hot`` or not). Both are share-locked until the transaction ends, so a new
+    owner taking the scope, or an event declared (not) hot, waits for this write or fails it."""
+    row = (await session.execute(text(
+        "WITH f AS (SELECT scope FROM inventory_fences WHERE scope = ANY(CAST(:scopes AS text[])) "
+        "AND epoch = :epoch FOR SHARE), "
+        "e AS (SELECT id FROM events WHERE id = ANY(CAST(:ids AS text[])) AND hot = :hot "
+        "FOR SHARE) "
+        "SELECT ARRAY(SELECT scope FROM f), ARRAY(SELECT id FROM e)"),
+        {"scopes": scopes, "epoch": epoch, "ids": event_ids, "hot": hot})).one()
+    return set(row[0]), set(row[1])
+
+
+async def events_with_holds(session: AsyncSession) -> list[str]:
+    rows = await session.execute(select(reservations.c.event_id).distinct()
+                                 .where(reservations.c.status == "held"))
     return [r[0] for r in rows.all()]

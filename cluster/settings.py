@@ -7,6 +7,7 @@ log-only Telegram sender.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -91,9 +92,11 @@ class Settings(BaseSettings):
     # Domain.
     reservation_ttl_seconds: int = Field(default=900, ge=1)
     waitlist_offer_ttl_seconds: int = Field(default=900, ge=1)
-    # Per-event inventory actors: idle ones exit after this long; requests arriving within the
-    # batch window are persisted in one transaction; callers send the reservations arriving
-    # within their batch window in one actor call; CPU reserved by each actor.
+    # Inventory hosts (actors.host): how many shared hosts own the events' inventories; an
+    # event's owner leaves memory after this long idle; requests arriving within the batch
+    # window are persisted in one transaction; callers send the reservations for one host
+    # arriving within their batch window in one call; CPU reserved by each host.
+    inventory_hosts: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     inventory_idle_seconds: float = Field(default=300, gt=0)
     inventory_batch_window_ms: float = Field(default=2, ge=0)
     inventory_client_batch_ms: float = Field(default=2, ge=0)

@@ -7,12 +7,14 @@ Seats are counted from two places: ``registrations`` in confirmed/checked_in own
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    Sequence,
     Table,
     Text,
     func,
@@ -46,6 +48,8 @@ events = Table(
     Column("status", Text, nullable=False),
     Column("cover_media_id", Text),
     Column("created_by", Text, nullable=False),
+    # A hot event's inventory has a host process of its own (declared ahead of a big sale).
+    Column("hot", Boolean, nullable=False, server_default=text("false")),
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_events_listing", "starts_at", "id"),
@@ -141,6 +145,18 @@ idempotency_keys = Table(
     Column("registration_id", Text, nullable=False),
     _now(),
 )
+
+# The fencing epoch of each owner scope of the inventory (``shard:<n>`` or ``event:<id>``): an
+# inventory host takes a new epoch for its scopes when it starts, and every write it makes checks
+# the epoch in the same transaction, so a host that was replaced can no longer commit.
+inventory_fences = Table(
+    "inventory_fences", metadata,
+    Column("scope", Text, primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+inventory_epoch = Sequence("inventory_epoch", metadata=metadata)
 
 reminders_sent = Table(
     "reminders_sent", metadata,

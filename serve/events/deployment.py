@@ -62,6 +62,9 @@ class EventService(ServiceBase):
         self.registrations = RegistrationUseCases(self.settings, self.sessions, users,
                                                   self.inventory)
         self.handlers = EventHandlers(self.inventory)
+        # The shared inventory hosts start with the service, so no sale waits for a process.
+        self.hosts = asyncio.get_running_loop().create_task(asyncio.to_thread(
+            self.inventory.start_hosts))
         self.sweeper = asyncio.get_running_loop().create_task(sweep_forever(
             self.sessions, self.inventory, self.settings.reservation_sweep_seconds,
             self.settings.event_reminder_offsets_minutes))
@@ -92,6 +95,10 @@ class EventService(ServiceBase):
                                action: str) -> dict[str, Any]:
         with bound(ctx):
             return await self.events.transition(ctx, event_id, action)
+
+    async def set_hot(self, ctx: RequestContext, event_id: str, hot: bool) -> dict[str, Any]:
+        with bound(ctx):
+            return await self.events.set_hot(ctx, event_id, hot)
 
     async def list_ticket_types(self, ctx: RequestContext, event_id: str) -> dict[str, Any]:
         with bound(ctx):

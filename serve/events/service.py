@@ -1,7 +1,7 @@
 """Use cases of the event service: events, their lifecycle and ticket types.
 
 Registrations, check-in and waiting lists are in ``serve.events.registrations``; seats are
-decided only by the event's inventory actor (``actors.inventory``).
+decided only by the event's inventory owner (``actors.owner`` on an ``actors.host``).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class Inventories(Protocol):
     async def call(self, event_id: str, method: str, *args: Any, **kwargs: Any) -> Any: ...
 
     async def call_if_active(self, event_id: str, method: str, *args: Any) -> Any: ...
+
+    async def declare_hot(self, event_id: str, hot: bool) -> dict[str, Any]: ...
 
     async def reserve(self, event_id: str, user_id: str, ticket_type_id: str, quantity: int,
                       payment_mode: str, idempotency_key: str, correlation_id: str) -> Any: ...
@@ -182,6 +184,19 @@ class EventUseCases(EventAccess):
         await self.inventory.call_if_active(event_id, "refresh")
         await self.changed(event_id)
         return event_view(dict(row))
+
+    async def set_hot(self, ctx: RequestContext, event_id: str, hot: bool) -> dict[str, Any]:
+        """Declare the event hot (its inventory gets a host process of its own, started now,
+        ahead of a big sale) or not; organizers and platform administrators."""
+        event = await self.event(event_id)
+        if not (ctx.identity is not None and ctx.identity.is_admin):
+            await self.require_manager(ctx, event)
+        domain.editable(event["status"])
+        async with self.sessions.begin() as session:
+            await session.execute(update(events).where(events.c.id == event_id)
+                                  .values(hot=hot, updated_at=func.now()))
+        placed = await self.inventory.declare_hot(event_id, hot)
+        return {"event_id": event_id, "hot": hot, "host": placed["host"]}
 
     async def list_events(self, ctx: RequestContext, filters: EventFilters) -> dict[str, Any]:
         query = select(events)

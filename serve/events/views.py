@@ -29,7 +29,7 @@ def registration_view(row: dict[str, Any]) -> dict[str, Any]:
 
 def event_view(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "organization_id", "title", "description", "venue", "visibility", "group_id",
-            "participants_visibility", "status", "cover_media_id", "created_by")
+            "participants_visibility", "status", "cover_media_id", "created_by", "hot")
     view = {k: row.get(k) for k in keys}
     for k in ("starts_at", "ends_at", "created_at", "updated_at"):
         view[k] = iso(row.get(k))

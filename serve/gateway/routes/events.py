@@ -80,6 +80,18 @@ for _action, _summary in (("publish", "Publish a draft"), ("unpublish", "Back to
     _lifecycle(_action, _summary)
 
 
+@router.post("/events/{event_id}/hot", summary="Declare the event hot: its inventory gets a "
+             "host process of its own, started now (organizers, admins)")
+async def declare_hot(event_id: str, ctx: UserContext, services: ServicesDep) -> Any:
+    return await services.event.call("set_hot", ctx, event_id, True)
+
+
+@router.delete("/events/{event_id}/hot", summary="The event's inventory returns to the shared "
+               "hosts (organizers, admins)")
+async def undeclare_hot(event_id: str, ctx: UserContext, services: ServicesDep) -> Any:
+    return await services.event.call("set_hot", ctx, event_id, False)
+
+
 @router.get("/events/{event_id}/ticket-types", summary="Ticket types with availability")
 async def list_ticket_types(event_id: str, ctx: PublicContext, services: ServicesDep) -> Any:
     return await services.event.call("list_ticket_types", ctx, event_id)

@@ -1,4 +1,4 @@
-"""The per-event inventory actor against the real Postgres and the shared Ray session."""
+"""Inventory hosts and their event owners against the real Postgres and the shared Ray session."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import func, insert, select, text
 
 from actors.client import InventoryClient
-from actors.inventory import NAMESPACE, actor_name
+from actors.host import InventoryHost
+from actors.shards import NAMESPACE, host_index
 from cluster.settings import Settings
 from messaging.outbox import outbox_for
-from serve.common.errors import Conflict
+from serve.common.errors import Conflict, ServiceUnavailable
 from storage.engine import create_engine, sessionmaker
 from storage.event import events, registrations, reservations, ticket_types
 
@@ -27,9 +28,9 @@ class Db:
         self.engine = create_engine(settings, "event")
         self.sessions = sessionmaker(self.engine)
 
-    async def event(self, quantity: int, price: int = 1000,
-                    limit: int | None = None) -> tuple[str, str]:
-        event_id, tt = str(uuid.uuid4()), str(uuid.uuid4())
+    async def event(self, quantity: int, price: int = 1000, limit: int | None = None,
+                    event_id: str | None = None) -> tuple[str, str]:
+        event_id, tt = event_id or str(uuid.uuid4()), str(uuid.uuid4())
         now = datetime.now(UTC)
         async with self.sessions.begin() as s:
             await s.execute(insert(events).values(
@@ -199,13 +200,14 @@ async def test_expiry_racing_a_payment_ends_the_reservation_once(migrated_settin
     assert counts == {"quantity": 5, "confirmed": 5, "held": 0, "available": 0}
 
 
-async def test_killed_actor_restarts_and_no_seat_is_lost_or_doubled(
+async def test_killed_host_restarts_and_no_seat_is_lost_or_doubled(
         migrated_settings: Settings, db: Db) -> None:
     import ray
 
     event_id, tt = await db.event(quantity=100)
     inv = client(migrated_settings)
-    before = (await inv.call(event_id, "ready"))["pid"]
+    await inv.call(event_id, "ready")
+    before = (await inv.host_stats(event_id))["pid"]
     tasks = [asyncio.ensure_future(batched(inv, event_id, f"user-{i}", tt, f"key-{i}"))
              for i in range(300)]
     some_answered = asyncio.Event()
@@ -213,7 +215,7 @@ async def test_killed_actor_restarts_and_no_seat_is_lost_or_doubled(
         task.add_done_callback(lambda _: some_answered.set()
                                if sum(t.done() for t in tasks) >= 20 else None)
     await some_answered.wait()
-    ray.kill(ray.get_actor(actor_name(event_id), namespace=NAMESPACE), no_restart=False)
+    ray.kill(ray.get_actor(inv.host_of(event_id), namespace=NAMESPACE), no_restart=False)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert sum(t.done() for t in tasks) == 300
     won = {r["id"] for r in results if isinstance(r, dict)}
@@ -225,26 +227,118 @@ async def test_killed_actor_restarts_and_no_seat_is_lost_or_doubled(
     assert await db.statuses(event_id) == Counter({"pending_payment": 100})
     assert await db.held(event_id) == 100
     after = await inv.call(event_id, "ready")
-    assert after["pid"] != before  # it really was killed and restarted
+    assert (await inv.host_stats(event_id))["pid"] != before  # really killed and restarted
     assert after["ticket_types"][tt] == {"quantity": 100, "confirmed": 0, "held": 100,
                                          "available": 0}
 
 
-async def test_a_deactivated_actor_reactivates_with_the_right_counts(
+async def test_an_idle_event_leaves_memory_and_comes_back_with_the_right_counts(
         migrated_settings: Settings, db: Db) -> None:
-    import ray
-
     event_id, tt = await db.event(quantity=10, price=0)
     inv = client(migrated_settings, inventory_idle_seconds=0.5)
     for i in range(3):
         await inv.call(event_id, "reserve", f"u{i}", tt, 1)
-    for _ in range(100):  # the actor ends itself once idle
-        try:
-            ray.get_actor(actor_name(event_id), namespace=NAMESPACE)
-        except ValueError:
+    stats = await inv.host_stats(event_id)
+    assert event_id in stats["events"]
+    for _ in range(100):  # the owner leaves the host's memory once idle; the process stays
+        now = await inv.host_stats(event_id)
+        if event_id not in now["events"]:
             break
         await asyncio.sleep(0.1)
     else:
-        pytest.fail("the idle actor did not deactivate")
+        pytest.fail("the idle event stayed in memory")
+    assert now["pid"] == stats["pid"]
     counts = (await inv.call(event_id, "ready"))["ticket_types"][tt]
     assert counts == {"quantity": 10, "confirmed": 3, "held": 0, "available": 7}
+    await client(migrated_settings).call(event_id, "ready")  # back to the default idle time
+
+
+def events_on_one_host(hosts: int, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        candidate = str(uuid.uuid4())
+        if not ids or host_index(candidate, hosts) == host_index(ids[0], hosts):
+            ids.append(candidate)
+    return ids
+
+
+async def test_events_of_one_host_share_its_group_commits(migrated_settings: Settings,
+                                                          db: Db) -> None:
+    inv = client(migrated_settings)
+    hosts = migrated_settings.inventory_hosts
+    pairs = [await db.event(quantity=20, event_id=e) for e in events_on_one_host(hosts, 3)]
+    results = await asyncio.gather(*(batched(inv, e, f"u{i}", tt, f"k-{e}-{i}")
+                                     for e, tt in pairs for i in range(25)))
+    assert sum(isinstance(r, dict) for r in results) == 60  # 20 of 25 on each event
+    assert sum(isinstance(r, Conflict) for r in results) == 15
+    async with db.sessions() as s:
+        shared = await s.scalar(text(
+            "SELECT count(*) FROM (SELECT xmin::text FROM registrations WHERE event_id = ANY(:ids) "
+            "GROUP BY xmin::text HAVING count(DISTINCT event_id) > 1) t"),
+            {"ids": [e for e, _ in pairs]})
+    assert shared >= 1  # at least one transaction wrote registrations of several events
+    for e, _ in pairs:
+        assert await db.statuses(e) == Counter({"pending_payment": 20})
+
+
+async def test_a_replaced_host_can_no_longer_sell(migrated_settings: Settings, db: Db) -> None:
+    """Fencing: a second owner of the same shards takes a newer epoch; from then on every
+    commit of the first fails, so the two can never both sell the same seats."""
+    import ray
+
+    event_id, tt = await db.event(quantity=10)
+    inv = client(migrated_settings)
+    for i in range(3):
+        await inv.call(event_id, "reserve", f"early-{i}", tt, 1)
+    old_epoch = (await inv.host_stats(event_id))["epoch"]
+    index = host_index(event_id, migrated_settings.inventory_hosts)
+    newer = InventoryHost(migrated_settings.to_runtime(), index=index)  # in this process
+    try:
+        counts = await newer.call(event_id, "ready")
+        assert counts["ticket_types"][tt]["held"] == 3
+        assert (await newer.stats())["epoch"] > old_epoch
+        with pytest.raises(ServiceUnavailable):  # the stale host refuses and keeps refusing
+            await inv.call(event_id, "reserve", "stale", tt, 1)
+        sold = [await newer.call(event_id, "reserve", (f"new-{i}", tt, 1)) for i in range(7)]
+        assert len({r["id"] for r in sold}) == 7
+        with pytest.raises(Conflict):
+            await newer.call(event_id, "reserve", ("one-too-many", tt, 1))
+        assert await db.statuses(event_id) == Counter({"pending_payment": 10})
+    finally:
+        await newer.close()
+        # A new incarnation of the Ray host takes the shards back for the other tests.
+        ray.kill(ray.get_actor(inv.host_of(event_id), namespace=NAMESPACE), no_restart=False)
+    again = await inv.call(event_id, "ready")
+    assert again["ticket_types"][tt] == {"quantity": 10, "confirmed": 0, "held": 10,
+                                         "available": 0}
+
+
+async def test_a_hot_event_moves_to_a_host_of_its_own(migrated_settings: Settings,
+                                                      db: Db) -> None:
+    event_id, tt = await db.event(quantity=50)
+    inv, other = client(migrated_settings), client(migrated_settings)
+    for i in range(5):
+        await inv.call(event_id, "reserve", f"before-{i}", tt, 1)
+    shared_pid = (await inv.host_stats(event_id))["pid"]
+    async with db.sessions.begin() as s:
+        await s.execute(text("UPDATE events SET hot = true WHERE id = :e"), {"e": event_id})
+    placed = await inv.declare_hot(event_id, True)
+    assert placed["host"] == f"inventory-hot-{event_id}"
+    assert placed["ticket_types"][tt]["held"] == 5
+    hot = await inv.host_stats(event_id)
+    assert hot["pid"] != shared_pid and hot["events"] == [event_id]
+    # A caller that has not heard of the move is refused by the shared host and follows it.
+    results = await asyncio.gather(*(batched(other, event_id, f"u{i}", tt, f"k{i}")
+                                     for i in range(60)))
+    assert sum(isinstance(r, dict) for r in results) == 45
+    assert other.host_of(event_id) == f"inventory-hot-{event_id}"
+    assert await db.statuses(event_id) == Counter({"pending_payment": 50})
+    # Back to the shared hosts: the hot host lets go and the shared one takes over.
+    async with db.sessions.begin() as s:
+        await s.execute(text("UPDATE events SET hot = false WHERE id = :e"), {"e": event_id})
+    back = await inv.declare_hot(event_id, False)
+    assert back["host"].startswith("inventory-host-")
+    assert back["ticket_types"][tt] == {"quantity": 50, "confirmed": 0, "held": 50,
+                                        "available": 0}
+    with pytest.raises(Conflict):
+        await other.call(event_id, "reserve", "late", tt, 1)  # follows the move back too

@@ -1,0 +1,42 @@
+"""Where an event's inventory lives: event -> fixed virtual shard -> host.
+
+Pure and stable: the shard of an event is a hash of its id modulo a constant that never changes,
+and a shard belongs to host ``shard % hosts``. A hot event (declared by its organizer) is owned
+by a dedicated host of its own instead. Each owner scope (a shard, or one hot event) has a
+fencing epoch in Postgres (``event_service.inventory_fences``).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+SHARDS = 256
+NAMESPACE = "afisha"
+
+
+def shard_of(event_id: str) -> int:
+    return zlib.crc32(event_id.encode()) % SHARDS
+
+
+def host_index(event_id: str, hosts: int) -> int:
+    return shard_of(event_id) % hosts
+
+
+def shards_of_host(index: int, hosts: int) -> list[int]:
+    return [s for s in range(SHARDS) if s % hosts == index]
+
+
+def host_name(index: int) -> str:
+    return f"inventory-host-{index}"
+
+
+def hot_host_name(event_id: str) -> str:
+    return f"inventory-hot-{event_id}"
+
+
+def shard_scope(shard: int) -> str:
+    return f"shard:{shard}"
+
+
+def event_scope(event_id: str) -> str:
+    return f"event:{event_id}"
