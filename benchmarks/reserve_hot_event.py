@@ -1,14 +1,16 @@
-"""Reservations on one hot event, and the memory of many events whose actors deactivated.
+"""Reservations on one hot event, and the memory of many events on the inventory hosts.
 
 1. ``--clients`` concurrent clients reserve one seat each, in a loop, for ``--seconds`` on one
    published event (paid tickets, so every success writes a hold, a registration, a key and an
-   outbox row). The clients call the inventory actor the way the gateway does (one Ray hop),
-   first with one actor call per request, then through the caller-side batcher, so the numbers
-   are the actor + group commit path without HTTP. Prints reservations/s, p50, p99 and the mean
+   outbox row). The clients call the event's inventory host the way the gateway does (one Ray
+   hop), first with one call per request, then through the caller-side batcher, so the numbers
+   are the host + group commit path without HTTP. Prints reservations/s, p50, p99 and the mean
    number of registrations each database commit wrote.
-2. ``--events`` events get one reservation each (free tickets, so no hold keeps the actor
-   alive), their actors deactivate after ``--idle`` seconds, and the RSS of every process of the
-   Ray session is compared with the baseline before step 2; the rows' size in Postgres too.
+2. ``--events`` events get one reservation each (free tickets, so no hold keeps their owners
+   in memory), ``--parallel`` at a time; the first reservation of each (a cold event: its owner
+   is activated from Postgres) is timed; their owners leave the hosts' memory after ``--idle``
+   seconds. The RSS of every process of the Ray session is compared with the baseline before
+   step 2 (at the peak, and after the owners left); the rows' size in Postgres too.
 
 With ``--http`` it instead starts the whole platform (``afisha run``) and the clients POST
 ``/api/v1/events/{id}/registrations`` over HTTP (gateway -> actor, one hop).
@@ -38,6 +40,7 @@ import psutil
 import ray
 from sqlalchemy import insert, text
 
+from actors import shards
 from actors.client import InventoryClient
 from cluster.ports import free_port, serve_private_ports, wait_until_healthy
 from cluster.settings import Settings, normalize_database_url
@@ -92,7 +95,6 @@ async def hot_event(settings: Settings, clients: int, seconds: float,
     elapsed = time.perf_counter() - began
     counts = await inventory.call(event_id, "ready")
     assert counts["ticket_types"][tt]["held"] == len(latencies)
-    ray.kill(inventory.handle(event_id), no_restart=True)  # its holds would keep it alive
     engine = create_engine(settings, "event")
     async with engine.connect() as conn:
         transactions = await conn.scalar(text(
@@ -131,39 +133,55 @@ def session_rss() -> tuple[int, int]:
     return sum(rss for _, rss in found), len(found)
 
 
-def live_inventory_actors() -> int:
-    names = ray.util.list_named_actors(all_namespaces=True)
-    return sum(1 for a in names if str(a.get("name", "")).startswith("inventory:"))
+async def active_owners(settings: Settings) -> int:
+    """Event owners in the memory of the shared hosts."""
+    total = 0
+    for index in range(settings.inventory_hosts):
+        host = ray.get_actor(shards.host_name(index), namespace=shards.NAMESPACE)
+        total += len((await host.stats.remote())["events"])
+    return total
 
 
-async def all_deactivated(limit_s: float = 600) -> None:
+async def owners_left(settings: Settings, at_most: int, limit_s: float = 600) -> None:
     for _ in range(int(limit_s / 0.5)):
-        if not live_inventory_actors():
+        if await active_owners(settings) <= at_most:
             return
         await asyncio.sleep(0.5)
-    raise RuntimeError("inventory actors did not deactivate")
+    raise RuntimeError("idle event owners did not leave memory")
 
 
 async def many_events(settings: Settings, count: int, parallel: int,
                       verbose: bool, settle: float) -> dict[str, float]:
-    await all_deactivated()
+    inventory = InventoryClient(settings.to_runtime())
+    await asyncio.to_thread(inventory.start_hosts)
+    resident = await active_owners(settings)  # the hot event's owner keeps its holds
     await asyncio.sleep(settle)
     base_rss, base_n = session_rss()
     pairs = await seed(settings, count, 100, 0)
-    inventory = InventoryClient(settings.to_runtime())
     gate = asyncio.Semaphore(parallel)
     peak = [0]
+    cold: list[float] = []
 
     async def one(event_id: str, tt: str) -> None:
         async with gate:
-            await inventory.call(event_id, "reserve", "someone", tt, 1)
-            peak[0] = max(peak[0], session_rss()[0])
+            began = time.perf_counter()
+            await inventory.reserve(event_id, "someone", tt, 1, "full", f"k-{event_id}", "-")
+            cold.append(time.perf_counter() - began)
 
+    async def sample_peak() -> None:  # apart from the requests: a sample takes ~0.1 s
+        while True:
+            peak[0] = max(peak[0], (await asyncio.to_thread(session_rss))[0])
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.ensure_future(sample_peak())
     began = time.perf_counter()
     await asyncio.gather(*(one(e, t) for e, t in pairs))
     reserved_s = time.perf_counter() - began
-    await all_deactivated()
-    await asyncio.sleep(settle)  # Ray retires surplus idle workers after a while
+    sampler.cancel()
+    peak[0] = max(peak[0], session_rss()[0])
+    ordered = sorted(cold)
+    await owners_left(settings, resident)
+    await asyncio.sleep(settle)
     after_rss, after_n = session_rss()
     if verbose:
         for name, rss in session_processes():
@@ -178,6 +196,8 @@ async def many_events(settings: Settings, count: int, parallel: int,
             "ray_rss_mib_before": base_rss / 2**20, "ray_rss_mib_after": after_rss / 2**20,
             "ray_processes_before": base_n, "ray_processes_after": after_n,
             "ray_rss_mib_peak": peak[0] / 2**20,
+            "cold_p50_ms": 1000 * statistics.median(ordered),
+            "cold_p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
             "event_schema_mib": int(db_bytes or 0) / 2**20}
 
 
@@ -261,7 +281,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=16, help="events activated at once")
-    parser.add_argument("--idle", type=float, default=2, help="actor idle seconds")
+    parser.add_argument("--idle", type=float, default=2, help="owner idle seconds")
     parser.add_argument("--window-ms", type=float, default=2, help="group-commit window")
     parser.add_argument("--settle", type=float, default=15, help="seconds before measuring")
     parser.add_argument("--http", action="store_true", help="through the platform over HTTP")
@@ -282,7 +302,7 @@ def main() -> None:
                  logging_level="WARNING")
         for batched in (False, True):
             hot = asyncio.run(hot_event(settings, args.clients, args.seconds, batched))
-            how = "batched actor calls" if batched else "one actor call per request"
+            how = "batched host calls" if batched else "one host call per request"
             print(f"hot event, {args.clients} clients, {args.seconds:.0f} s, {how}: "
                   f"{hot['reservations']:.0f} reservations, {hot['per_s']:.0f}/s, "
                   f"p50 {hot['p50_ms']:.1f} ms, p99 {hot['p99_ms']:.1f} ms, "

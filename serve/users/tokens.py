@@ -75,9 +75,25 @@ def decode(settings: Settings, token: str, token_type: str) -> dict[str, Any]:
     return claims
 
 
+# Verified access tokens until their ``exp`` (the gateway checks every request's token, often
+# twice: rate limit and route). Bounded: the oldest half goes when it is full.
+_VERIFIED: dict[tuple[str, ...], tuple[Identity, float]] = {}
+VERIFIED_MAX = 50_000
+
+
 def identity_from_access_token(settings: Settings, token: str) -> Identity:
+    key = (token, _verification_key(settings), settings.jwt_algorithm, settings.jwt_issuer,
+           settings.jwt_audience)
+    cached = _VERIFIED.get(key)
+    if cached is not None and time.time() < cached[1]:
+        return cached[0]
     claims = decode(settings, token, "access")
-    return Identity(user_id=str(claims["sub"]), roles=tuple(claims.get("roles") or ()))
+    identity = Identity(user_id=str(claims["sub"]), roles=tuple(claims.get("roles") or ()))
+    if len(_VERIFIED) >= VERIFIED_MAX:
+        for old in list(_VERIFIED)[:VERIFIED_MAX // 2]:
+            del _VERIFIED[old]
+    _VERIFIED[key] = (identity, float(claims["exp"]))
+    return identity
 
 
 def issue_refresh_token(settings: Settings, user_id: str, family_id: str,

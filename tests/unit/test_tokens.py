@@ -34,3 +34,39 @@ def test_unsigned_and_foreign_tokens_are_refused() -> None:
     for token in (unsigned, foreign, "garbage"):
         with pytest.raises(Unauthorized):
             tokens.identity_from_access_token(SETTINGS, token)
+
+
+def test_a_verified_token_is_remembered_until_it_expires_and_only_for_its_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    verified: list[str] = []
+    real_decode = tokens.decode
+
+    def counting_decode(settings: object, token: str, token_type: str) -> dict[str, object]:
+        verified.append(token)
+        return real_decode(settings, token, token_type)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tokens, "decode", counting_decode)
+    token = tokens.issue_access_token(SETTINGS, "cached")
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert tokens.identity_from_access_token(SETTINGS, token).user_id == "cached"
+    assert tokens.identity_from_access_token(SETTINGS, token).user_id == "cached"
+    assert len(verified) == 1  # the second time it was not verified again
+    with pytest.raises(Unauthorized):  # the cache never vouches for a token under another key
+        tokens.identity_from_access_token(make_settings(jwt_secret="t" * 48), token)
+    assert len(verified) == 2
+
+    class Later:
+        @staticmethod
+        def time() -> float:
+            return float(exp) + 1
+
+    monkeypatch.setattr(tokens, "time", Later)
+    tokens.identity_from_access_token(SETTINGS, token)
+    assert len(verified) == 3  # past its exp the cached answer is not used
+
+
+def test_the_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "VERIFIED_MAX", 10)
+    for i in range(25):
+        tokens.identity_from_access_token(SETTINGS, tokens.issue_access_token(SETTINGS, f"u{i}"))
+    assert len(tokens._VERIFIED) <= 10

@@ -1,9 +1,10 @@
 """Event routes: events, lifecycle, ticket types, registrations, check-in, tickets, waiting lists.
 
 Reserving seats is the hot path: once an event is known to this gateway replica, ``POST
-/events/{id}/registrations`` calls the event's inventory actor directly (one hop from the
-ingress). The first request for an event goes through the event service, which checks that the
-event exists and that the caller may see it; unknown ids therefore never create actors.
+/events/{id}/registrations`` calls the event's inventory host directly (one hop from the
+ingress), batched with concurrent requests for the same host. The first request for an event
+goes through the event service, which checks that the event exists and that the caller may see
+it; unknown ids therefore never activate an owner.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from serve.common.context import RequestContext
@@ -127,11 +129,23 @@ async def register(event_id: str, ctx: UserContext, services: ServicesDep,
             result = await services.event.call("register", ctx, event_id, body, key)
         except ProblemError as exc:
             if exc.status != 404:  # the event exists and is visible: go direct from now on
-                known.add(event_id)
+                remember(known, event_id)
             raise
-        known.add(event_id)
-        return result
-    return await reserve_direct(inventory, ctx, event_id, body, key)
+        remember(known, event_id)
+    else:
+        result = await reserve_direct(inventory, ctx, event_id, body, key)
+    # The hot path's answer: serialized once, by orjson, without FastAPI's encoder.
+    return Response(orjson.dumps(result), status_code=201, media_type="application/json")
+
+
+KNOWN_EVENTS_MAX = 100_000
+
+
+def remember(known: set[str], event_id: str) -> None:
+    """Events this replica has seen exist (bounded: forgotten ones are checked again)."""
+    if len(known) >= KNOWN_EVENTS_MAX:
+        known.clear()
+    known.add(event_id)
 
 
 async def reserve_direct(inventory: Any, ctx: RequestContext, event_id: str,
