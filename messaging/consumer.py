@@ -39,6 +39,12 @@ class BatchHandler:
     async def __call__(self, uow: UnitOfWork, envelope: Envelope) -> None:
         await self.many(uow, [envelope])
 
+async def _flush_groups(uow: UnitOfWork, grouped: dict[BatchHandler, list[Envelope]]) -> None:
+    for batch_handler, group in grouped.items():
+        await batch_handler.many(uow, group)
+    grouped.clear()
+
+
 _TABLES: dict[str, tuple[Table, Table]] = {}
 
 
@@ -85,10 +91,10 @@ class ConsumerRuntime:
 
     async def process_batch(self, envelopes: list[Envelope]) -> list[Outcome]:
         """Apply several messages in one transaction (one commit for all): one inbox insert
-        for the batch, the handlers in arrival order, a ``BatchHandler`` once with all its
-        messages. If any handler fails nothing of the batch is kept and the error propagates:
-        the caller then applies the messages one by one, so only the failing one is retried or
-        dead-lettered."""
+        for the batch, the handlers in arrival order, a ``BatchHandler`` once for each run of
+        its messages (all of them, unless another handler's message comes between). If any
+        handler fails nothing of the batch is kept and the error propagates: the caller then
+        applies the messages one by one, so only the failing one is retried or dead-lettered."""
         if len(envelopes) == 1:
             return [await self.process(envelopes[0])]
         handled = [e for e in envelopes if e.type in self.handlers]
@@ -117,12 +123,12 @@ class ConsumerRuntime:
                 if isinstance(handler, BatchHandler):
                     grouped.setdefault(handler, []).append(envelope)
                 else:
+                    await _flush_groups(uow, grouped)  # what arrived earlier applies first
                     uow.correlation_id = envelope.correlation_id
                     with bound(envelope.correlation_id):
                         await handler(uow, envelope)
                 outcomes.append("applied")
-            for batch_handler, group in grouped.items():
-                await batch_handler.many(uow, group)
+            await _flush_groups(uow, grouped)
         self._count(envelopes, outcomes)
         return outcomes
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 from sqlalchemy import select
 
+from messaging.consumer import BatchHandler, Handler
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.common.clients import ServiceClient
 from serve.common.context import RequestContext, bound
 from serve.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serve.common.service import ServiceBase
-from serve.payments import idempotency, orders, remainder, service
+from serve.payments import idempotency, intake, orders, remainder, service
 from serve.payments.delivery import SandboxDeliverer
 from serve.payments.domain import Kind
 from serve.payments.providers import Provider, SandboxProvider, provider_named
@@ -148,21 +148,16 @@ class PaymentService(ServiceBase):
             return {"result": outcome}
 
     # --- consumed domain events ---
-    def message_handlers(self) -> dict[str, Callable[[UnitOfWork, Envelope], Awaitable[None]]]:
-        return {"registration.created": self.on_registration_created,
+    def message_handlers(self) -> dict[str, Handler]:
+        return {"registration.created": BatchHandler(self.on_registrations_created),
                 "registration.cancelled": self.on_registration_cancelled,
                 "event.cancelled": self.on_event_cancelled}
 
-    async def on_registration_created(self, uow: UnitOfWork, envelope: Envelope) -> None:
-        """A paid registration gets its pending payment (full, or the prepayment)."""
-        data = envelope.data
-        prepaid = data.get("payment_mode") == "prepayment"
-        starts_at = await self._starts_at(data["event_id"]) if prepaid else None
-        reg = await orders.record(uow.session, data, starts_at)
-        if reg is None or data["status"] != "pending_payment":
-            return
-        kind = Kind.PREPAYMENT if prepaid else Kind.FULL
-        await service.create_payment(uow, self.provider, reg, kind)
+    async def on_registrations_created(self, uow: UnitOfWork,
+                                       envelopes: list[Envelope]) -> None:
+        """Paid registrations get their pending payments (full, or the prepayment), a
+        delivered batch of them in one transaction."""
+        await intake.create_pending_payments(uow, self.provider, envelopes, self._starts_at)
 
     async def on_registration_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Policy: a cancelled registration is refunded in full and its unpaid payments fail

@@ -63,6 +63,7 @@ _OUTCOMES = {"succeeded": Status.COMPLETED, "failed": Status.FAILED,
 
 class SandboxProvider:
     name = "sandbox"
+    issues_locally = True  # a payment is issued without calling anyone (``issue``)
 
     def __init__(self, secret: str, public_url: str, tolerance_s: int) -> None:
         self.secret = secret
@@ -71,6 +72,9 @@ class SandboxProvider:
 
     async def create_payment(self, session: AsyncSession, payment_id: str, amount: int,
                              currency: str, description: str) -> ProviderPayment:
+        return self.issue(payment_id)
+
+    def issue(self, payment_id: str) -> ProviderPayment:
         return ProviderPayment(
             provider_payment_id=f"sbx_{uuid.uuid4().hex}",
             confirmation_url=f"{self.public_url}/api/v1/payments/{payment_id}/sandbox-checkout",

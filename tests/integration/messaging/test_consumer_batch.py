@@ -59,3 +59,28 @@ async def test_a_batch_handler_writes_all_its_messages_at_once(
         assert rows == 5
     finally:
         await engine.dispose()
+
+
+async def test_a_batch_handler_runs_before_a_later_message_of_another_handler(
+        messaging_settings: Settings) -> None:
+    """Arrival order holds between handlers: a registration created and then cancelled in
+    the same delivery is created first, even though creations are written together."""
+    engine = create_engine(messaging_settings, "payment")
+    log: list[tuple[str, int]] = []
+
+    async def many(uow: UnitOfWork, messages: list[Envelope]) -> None:
+        log.append(("created", len(messages)))
+
+    async def cancelled(uow: UnitOfWork, message: Envelope) -> None:
+        log.append(("cancelled", 1))
+
+    runtime = ConsumerRuntime("payment", sessionmaker(engine), {
+        "registration.created": BatchHandler(many), "registration.cancelled": cancelled,
+        "event.cancelled": cancelled})
+    try:
+        a, b, c = (envelope("registration.created") for _ in range(3))
+        stop = envelope("registration.cancelled")
+        assert await runtime.process_batch([a, b, stop, c]) == ["applied"] * 4
+        assert log == [("created", 2), ("cancelled", 1), ("created", 1)]
+    finally:
+        await engine.dispose()
