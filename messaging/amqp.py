@@ -22,7 +22,7 @@ from aio_pika.abc import (
 from messaging import topology
 from messaging.consumer import ConsumerRuntime, backoff
 from messaging.envelope import Envelope
-from messaging.transport import OutboxMessage, by_aggregate
+from messaging.transport import OutboxMessage
 from serve.common.logs import get_logger
 
 REASON_HEADER = "x-afisha-reason"
@@ -43,6 +43,17 @@ def to_message(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio
         headers={"x-correlation-id": envelope.correlation_id,
                  "x-schema-version": envelope.schema_version, **(headers or {})},
     )
+
+
+def outbox_message(m: OutboxMessage) -> aio_pika.Message:
+    """The broker message of an outbox row: its stored bytes, with ``to_message``'s
+    properties."""
+    return aio_pika.Message(
+        body=m.body, content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=m.message_id,
+        correlation_id=m.correlation_id, type=m.type, app_id=m.producer,
+        timestamp=m.occurred_at,
+        headers={"x-correlation-id": m.correlation_id, "x-schema-version": m.schema_version})
 
 
 def delivery_count(message: AbstractIncomingMessage) -> int:
@@ -76,15 +87,14 @@ class AmqpPublisher:
             return self._exchange
 
     async def send(self, messages: Sequence[OutboxMessage]) -> None:
+        """Publish every message at once and then wait for all the confirms (pipelined, not
+        one round trip per message). The publishes enter the channel in outbox order (the
+        channel's lock is first come, first served), which is the order the broker keeps."""
         exchange = await self._ready()
-
-        async def in_order(group: list[Envelope]) -> None:
-            for envelope in group:
-                await exchange.publish(to_message(envelope), routing_key=envelope.type,
-                                       mandatory=False, timeout=10)
-
         try:
-            await asyncio.gather(*(in_order(g) for g in by_aggregate(messages)))
+            await asyncio.gather(*(
+                exchange.publish(outbox_message(m), routing_key=m.type, mandatory=False,
+                                 timeout=10) for m in messages))
         except Exception:
             self._exchange = None  # declare again on a fresh channel next time
             raise

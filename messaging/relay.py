@@ -2,8 +2,9 @@
 
 It wakes on the outbox ``NOTIFY`` (polling every ``outbox_poll_seconds`` as a fallback), takes
 the oldest unsent rows under a per-service advisory lock (one relay drains at a time, so several
-replicas keep the order per aggregate), hands them to the transport, and marks them sent in the
-same transaction only after the transport confirmed them. On failure nothing is marked, the
+replicas keep the order per aggregate), hands them to the transport (the envelope's JSON as
+stored, never parsed and dumped again), and marks them sent in the same transaction only after
+the transport confirmed them. On failure nothing is marked, the
 error is recorded on the head row, and it retries with exponential backoff.
 """
 
@@ -12,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Text, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import schema_of
 from messaging.consumer import backoff
-from messaging.envelope import Envelope
 from messaging.outbox import channel_of, outbox_for
 from messaging.transport import OutboxMessage, Transport
 from serve.common.logs import get_logger
@@ -67,15 +67,22 @@ class Relay:
         async with self.sessions() as session, session.begin():
             if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
                 return 0
+            env = self.outbox.c.envelope
             rows = (await session.execute(
-                select(self.outbox.c.id, self.outbox.c.aggregate_id, self.outbox.c.envelope)
+                select(self.outbox.c.id, self.outbox.c.aggregate_id, self.outbox.c.type,
+                       self.outbox.c.message_id, cast(env, Text).label("body"),
+                       env["correlation_id"].astext.label("correlation_id"),
+                       env["producer"].astext.label("producer"),
+                       env["occurred_at"].astext.label("occurred_at"),
+                       env["schema_version"].astext.label("schema_version"))
                 .where(self.outbox.c.sent_at.is_(None)).order_by(self.outbox.c.id)
                 .limit(self.batch_size).with_for_update(skip_locked=True))).all()
             if not rows:
                 return 0
-            await self.transport.send([OutboxMessage(r.aggregate_id,
-                                                     Envelope.model_validate(r.envelope))
-                                       for r in rows])
+            await self.transport.send([OutboxMessage(
+                r.aggregate_id, r.body.encode(), r.type, str(r.message_id), r.correlation_id,
+                r.producer, datetime.fromisoformat(r.occurred_at), int(r.schema_version or 1))
+                for r in rows])
             await session.execute(
                 update(self.outbox).where(self.outbox.c.id.in_([r.id for r in rows]))
                 .values(sent_at=func.now(), attempts=self.outbox.c.attempts + 1))

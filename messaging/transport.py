@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from messaging.envelope import Envelope
@@ -11,8 +13,28 @@ from messaging.envelope import Envelope
 
 @dataclass(frozen=True)
 class OutboxMessage:
+    """An outbox row as the relay read it: the envelope's JSON as stored (the broker gets these
+    bytes as they are) and the few envelope fields a broker message carries as properties."""
+
     aggregate_id: str
-    envelope: Envelope
+    body: bytes
+    type: str
+    message_id: str
+    correlation_id: str
+    producer: str
+    occurred_at: datetime
+    schema_version: int = 1
+
+    @classmethod
+    def of(cls, aggregate_id: str, envelope: Envelope) -> OutboxMessage:
+        return cls(aggregate_id, envelope.to_json(), envelope.type, str(envelope.id),
+                   envelope.correlation_id, envelope.producer, envelope.occurred_at,
+                   envelope.schema_version)
+
+    @cached_property
+    def envelope(self) -> Envelope:
+        """Parsed only where a transport needs the object (the embedded one)."""
+        return Envelope.from_json(self.body)
 
 
 class Transport(Protocol):
@@ -22,11 +44,3 @@ class Transport(Protocol):
     def status(self) -> dict[str, Any]: ...
 
     async def close(self) -> None: ...
-
-
-def by_aggregate(messages: Sequence[OutboxMessage]) -> list[list[Envelope]]:
-    """Messages grouped by aggregate, each group in outbox order (groups may go in parallel)."""
-    groups: dict[str, list[Envelope]] = {}
-    for message in messages:
-        groups.setdefault(message.aggregate_id, []).append(message.envelope)
-    return list(groups.values())

@@ -5,13 +5,13 @@ from __future__ import annotations
 import aio_pika
 import pytest
 
-from messaging.amqp import to_message
+from messaging.amqp import outbox_message, to_message
 from messaging.catalogue import CONSUMES, consumers_of
 from messaging.consumer import ConsumerRuntime, backoff
 from messaging.embedded import EmbeddedTransport
 from messaging.envelope import Envelope
 from messaging.topology import Names, queue_arguments
-from messaging.transport import OutboxMessage, by_aggregate
+from messaging.transport import OutboxMessage
 
 
 def envelope(event_type: str = "payment.completed", cid: str = "cid-1") -> Envelope:
@@ -23,13 +23,6 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert backoff(30, 0.1) == 5.0
 
 
-def test_grouping_by_aggregate_keeps_outbox_order_within_each_group() -> None:
-    a1, b1, a2, a3 = (envelope() for _ in range(4))
-    groups = by_aggregate([OutboxMessage("a", a1), OutboxMessage("b", b1),
-                           OutboxMessage("a", a2), OutboxMessage("a", a3)])
-    assert groups == [[a1, a2, a3], [b1]]
-
-
 def test_amqp_messages_are_persistent_and_carry_id_type_and_correlation_id() -> None:
     env = envelope(cid="req-42")
     message = to_message(env)
@@ -39,6 +32,17 @@ def test_amqp_messages_are_persistent_and_carry_id_type_and_correlation_id() -> 
     assert message.headers["x-correlation-id"] == "req-42"
     assert message.type == "payment.completed" and message.app_id == "payment"
     assert Envelope.from_json(message.body) == env
+
+
+def test_an_outbox_row_is_published_as_its_stored_bytes_with_the_same_properties() -> None:
+    env = envelope(cid="req-7")
+    row = OutboxMessage.of("agg", env)
+    raw, built = outbox_message(row), to_message(env)
+    assert raw.body == row.body and Envelope.from_json(raw.body) == env
+    for name in ("delivery_mode", "message_id", "correlation_id", "type", "app_id",
+                 "timestamp", "headers", "content_type"):
+        assert getattr(raw, name) == getattr(built, name), name
+    assert row.envelope == env
 
 
 def test_consumer_queues_are_quorum_with_a_dead_letter_exchange_and_delivery_limit() -> None:
@@ -58,7 +62,7 @@ async def test_embedded_transport_hands_each_consumer_exactly_its_messages_in_or
     types = ["payment.completed", "registration.created", "group.member.added",
              "payment.refunded", "group.created"]
     await EmbeddedTransport(deliver).send(
-        [OutboxMessage("x", envelope(t)) for t in types])
+        [OutboxMessage.of("x", envelope(t)) for t in types])
     assert received == {service: [t for t in types if t in CONSUMES[service]]
                         for service in CONSUMES if any(t in CONSUMES[service] for t in types)}
     assert consumers_of("group.created") == []  # nobody consumes it: nothing to deliver
