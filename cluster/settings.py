@@ -46,7 +46,15 @@ class Settings(BaseSettings):
     # Messaging: deliveries of a failing message before it is dead-lettered; relay pacing.
     message_delivery_limit: int = Field(default=5, ge=1)
     message_retry_backoff_seconds: float = Field(default=0.2, ge=0)
-    amqp_prefetch: int = Field(default=64, ge=1)
+    amqp_prefetch: int = Field(default=256, ge=1)
+    # A consumer applies up to this many arrived messages in one transaction, waiting this long
+    # after the first for more to arrive (a short linger makes bigger batches in a burst).
+    consumer_batch_size: int = Field(default=200, ge=1)
+    consumer_linger_ms: float = Field(default=20, ge=0)
+    # The services whose work is downstream of a sale (payment, notification, media, analytics)
+    # run at this niceness, so in a burst they lag instead of taking CPU from the sale (0 = as
+    # the rest).
+    background_niceness: int = Field(default=10, ge=0, le=19)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_retention_hours: float = Field(default=168, gt=0)

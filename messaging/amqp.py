@@ -111,15 +111,17 @@ class AmqpPublisher:
 class AmqpConsumer:
     """Consumes a service's queue in arrival order, acking each message after its commit.
 
-    Messages that are already waiting are applied together in one transaction (up to
-    ``batch_size``); if that fails they are applied one by one. A failing message is requeued
-    after a backoff; on its last allowed delivery it is published to the service's dead-letter
-    exchange with the reason in ``x-afisha-reason``, then acked.
+    Messages that are already waiting, or arrive within ``linger_seconds`` of a lone first one,
+    are applied together in one transaction (up to ``batch_size``); if that fails they are
+    applied one by one. A failing message is requeued after a backoff; on its last allowed
+    delivery it is published to the service's dead-letter exchange with the reason in
+    ``x-afisha-reason``, then acked.
     """
 
     def __init__(self, url: str, names: topology.Names, runtime: ConsumerRuntime,
-                 prefetch: int, batch_size: int = 50) -> None:
+                 prefetch: int, batch_size: int = 50, linger_seconds: float = 0.0) -> None:
         self.url = url
+        self.linger = linger_seconds
         self.names = names
         self.runtime = runtime
         self.prefetch = prefetch
@@ -160,6 +162,8 @@ class AmqpConsumer:
     async def _work(self) -> None:
         while True:
             batch = [await self._arrived.get()]
+            if self.linger and self._arrived.empty():  # a burst: let more arrive
+                await asyncio.sleep(self.linger)
             while len(batch) < self.batch_size and not self._arrived.empty():
                 batch.append(self._arrived.get_nowait())
             try:

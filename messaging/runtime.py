@@ -76,7 +76,9 @@ class MessagingRuntime:
         attempt = 0
         while True:
             consumer = AmqpConsumer(self.settings.amqp_url, self.names, self.consumer,
-                                    self.settings.amqp_prefetch)
+                                    self.settings.amqp_prefetch,
+                                    batch_size=self.settings.consumer_batch_size,
+                                    linger_seconds=self.settings.consumer_linger_ms / 1000)
             try:
                 await consumer.start()
                 self.amqp_consumer = consumer

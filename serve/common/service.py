@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from cluster.settings import Settings, schema_of
@@ -28,6 +31,19 @@ def in_serve_replica() -> bool:
     return True
 
 
+# Services whose work is downstream of a sale: they run at a lower CPU priority.
+BACKGROUND_SERVICES = frozenset({"payment", "notification", "media", "analytics"})
+
+
+def lower_priority(niceness: int) -> None:
+    """Set this process's niceness, every thread of it (Linux sets it per thread)."""
+    tasks = Path("/proc/self/task")
+    ids = [int(t.name) for t in tasks.iterdir()] if tasks.exists() else [0]
+    for tid in ids:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
+
+
 class ServiceBase:
     """Created inside the replica: engines and connections never cross a pickle boundary."""
 
@@ -37,6 +53,9 @@ class ServiceBase:
         self.settings = Settings.from_runtime(config)
         configure_logging(self.settings.log_level)
         self.log = get_logger(self.service)
+        if (self.service in BACKGROUND_SERVICES and self.settings.background_niceness
+                and in_serve_replica()):
+            lower_priority(self.settings.background_niceness)
         self.schema = schema_of(self.service)
         self.engine = create_engine(self.settings, self.service)
         self.sessions = sessionmaker(self.engine)
