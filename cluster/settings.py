@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     gateway_max_ongoing_requests: int = Field(default=512, ge=1)
     service_max_ongoing_requests: int = Field(default=128, ge=1)
 
+    # Calls between deployments (serve.common.clients): no answer within this is a 503.
+    service_call_timeout_seconds: float = Field(default=30, gt=0)
+
     @field_validator("admin_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: Any) -> Any:

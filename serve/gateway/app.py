@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cluster.settings import Settings
-from serve.common.clients import Services
 from serve.common.context import (
     RequestContext,
     accept_correlation_id,
@@ -32,6 +31,7 @@ from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.metrics import GatewayMetrics
 from serve.gateway.ratelimit import RateLimitMiddleware, build_limiter
 from serve.gateway.routes import all_routers
+from serve.gateway.services import Services
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger("gateway")
@@ -174,7 +174,7 @@ async def messaging_statuses(services: Services, ctx: RequestContext) -> dict[st
     """Each reachable service's ``messaging_status()`` (unreachable ones are left out)."""
     async def one(name: str) -> Any:
         try:
-            return await asyncio.wait_for(getattr(services, name).call("messaging_status", ctx), 5)
+            return await asyncio.wait_for(getattr(services, name).messaging_status(ctx), 5)
         except Exception as exc:
             log.warning("no messaging status from %s: %s", name, exc)
             return None
@@ -189,7 +189,7 @@ async def platform_health(settings: Settings, services: Services,
     async def service_health(name: str) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await asyncio.wait_for(
-                getattr(services, name).call("health", ctx), 5)
+                getattr(services, name).health(ctx), 5)
             return result
         except Exception as exc:
             return {"status": DOWN, "error": f"{type(exc).__name__}: {exc}"}
