@@ -16,6 +16,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("user", "event", "payment", "notification", "media", "analytics")
 
+# The Serve application and its deployment names (cluster/app.py deploys them under these; the
+# embedded transport finds the consuming replicas by them).
+APP_NAME = "afisha"
+GATEWAY_DEPLOYMENT = "Gateway"
+
+
+def deployment_of(service: str) -> str:
+    """The Serve deployment of a service, e.g. ``payment`` -> ``PaymentService``."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+    return f"{service.capitalize()}Service"
+
 
 def schema_of(service: str) -> str:
     """The PostgreSQL schema a service owns, e.g. ``payment`` -> ``payment_service``."""

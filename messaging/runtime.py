@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cluster.settings import Settings
+from cluster.settings import APP_NAME, Settings
 from messaging import topology
 from messaging.catalogue import CONSUMES, PRODUCERS
 from messaging.consumer import ConsumerRuntime, Handler
@@ -54,7 +54,6 @@ class MessagingRuntime:
             return AmqpPublisher(self.settings.amqp_url, self.names,
                                  self.settings.message_delivery_limit)
         if embedded_deliver is None:
-            from cluster.app import APP_NAME
             from messaging.embedded import serve_deliver
 
             embedded_deliver = serve_deliver(APP_NAME)
