@@ -29,6 +29,7 @@ KERNEL = (
     "serve.common.errors",
     "serve.common.context",
     "serve.common.logs",
+    "serve.common.retry",
     "serve.*.domain",
     "serve.events.inventory",
 )
