@@ -22,9 +22,10 @@ from serve.common.context import (
     accept_correlation_id,
     correlation_id_var,
 )
-from serve.common.errors import ProblemError, problem
+from serve.common.errors import ProblemError
 from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
 from serve.common.logs import get_logger
+from serve.common.problems import problem, status_of
 from serve.gateway import messaging_metrics
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
@@ -111,9 +112,10 @@ def install_error_handlers(app: FastAPI) -> None:
         headers: dict[str, str] = {}
         if "retry_after" in exc.extensions:
             headers["Retry-After"] = str(exc.extensions["retry_after"])
-        if exc.status == 429:
+        status, title = status_of(exc)
+        if status == 429:
             headers["Cache-Control"] = "no-store"
-        return problem_response(exc.status, exc.slug, exc.title, exc.detail, request,
+        return problem_response(status, exc.slug, title, exc.detail, request,
                                 headers=headers, **exc.extensions)
 
     @app.exception_handler(RequestValidationError)

@@ -10,6 +10,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, select
 from sqlalchemy.dialects.postgresql import UUID
 
 from serve.common import paging
+from serve.common.problems import status_of
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 items = Table("items", MetaData(), Column("id", UUID(as_uuid=True), primary_key=True),
@@ -29,7 +30,7 @@ def test_pages_end_with_the_cursor_of_their_last_row() -> None:
 def test_a_cursor_this_api_did_not_hand_out_is_a_422_invalid_cursor(cursor: str) -> None:
     with pytest.raises(paging.InvalidCursor) as caught:
         paging.decode(cursor)
-    assert (caught.value.status, caught.value.slug) == (422, "invalid-cursor")
+    assert (status_of(caught.value)[0], caught.value.slug) == (422, "invalid-cursor")
 
 
 def test_a_cursor_whose_key_does_not_fit_the_key_column_is_invalid() -> None:

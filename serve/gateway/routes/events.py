@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from serve.common.context import RequestContext
-from serve.common.errors import ProblemError
+from serve.common.errors import NotFound, ProblemError
 from serve.events.schemas import (
     CheckInIn,
     EventFilters,
@@ -114,7 +114,7 @@ async def register(event_id: str, ctx: UserContext, services: ServicesDep,
         try:
             result = await services.event.register(ctx, event_id, body, key)
         except ProblemError as exc:
-            if exc.status != 404:  # the event exists and is visible: go direct from now on
+            if not isinstance(exc, NotFound):  # the event exists and is visible: go direct
                 known.add(event_id)
             raise
         known.add(event_id)
