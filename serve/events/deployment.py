@@ -39,10 +39,9 @@ class EventService(ServiceBase):
         self.user = UserClient(ServiceClient("user", user, timeout))
         self.media = MediaClient(ServiceClient("media", media, timeout))
         self.inventory = InventoryClient(config)
-        users = self.user
-        self.events = EventUseCases(self.settings, self.sessions, users, self.inventory)
+        self.events = EventUseCases(self.settings, self.sessions, self.user, self.inventory)
         self.events.changed = EventCacheInvalidator(self.settings).invalidate
-        self.registrations = RegistrationUseCases(self.settings, self.sessions, users,
+        self.registrations = RegistrationUseCases(self.settings, self.sessions, self.user,
                                                   self.inventory)
         self.handlers = EventHandlers(self.inventory)
         self.sweeper = asyncio.get_running_loop().create_task(sweep_forever(
