@@ -94,7 +94,7 @@ class InventoryClient:
             try:
                 return await self._batcher.reserve(host, (event_id, *args))
             except ProblemError as exc:
-                if exc.status != 503:
+                if not isinstance(exc, ServiceUnavailable):
                     raise
                 self._after_refusal(exc, event_id, host)
             except Exception as exc:
@@ -131,7 +131,7 @@ class InventoryClient:
                 cause = getattr(exc, "cause", None)
                 if not isinstance(cause, ProblemError):
                     raise
-                if cause.status != 503 or cause.slug == "overloaded":
+                if not isinstance(cause, ServiceUnavailable) or cause.slug == "overloaded":
                     raise cause from None
                 if self._after_refusal(cause, event_id, host):
                     continue  # routed elsewhere: no need to wait

@@ -43,10 +43,8 @@ CALLS = frozenset({"ready", "refresh", "reserve", "confirm_payment", "cancel", "
 Pending = tuple[NewRegistration, "asyncio.Future[None]"]
 
 
-class Fenced(ProblemError):
+class Fenced(ServiceUnavailable):
     """This host no longer owns the scope (a newer incarnation took it); the caller retries."""
-
-    status, slug, title = 503, "unavailable", "Service unavailable"
 
 
 class InventoryHost:

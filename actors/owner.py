@@ -25,7 +25,7 @@ from actors import store
 from actors.store import NewRegistration
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
-from serve.common.errors import Conflict, Forbidden, NotFound, ProblemError
+from serve.common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from serve.events.domain import (
     RegistrationStatus,
     charge_for,
@@ -40,10 +40,10 @@ class Dropped(Exception):
     """The owner left memory while a call waited for it; the host retries on a fresh one."""
 
 
-class OwnerMoved(ProblemError):
+class OwnerMoved(ServiceUnavailable):
     """The event is owned by another host now (it was declared hot, or no longer is)."""
 
-    status, slug, title = 503, "inventory-moved", "Service unavailable"
+    slug = "inventory-moved"
 
 
 class HostServices(Protocol):

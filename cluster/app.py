@@ -6,17 +6,19 @@ Payment -> Event; Notification -> User, Event; Analytics -> Event; the gateway r
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ray import serve
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
-from cluster.settings import Settings
+from cluster.settings import APP_NAME, GATEWAY_DEPLOYMENT, SERVICES, Settings, deployment_of
 
-APP_NAME = "afisha"
-DEPLOYMENTS = ("Gateway", "UserService", "EventService", "PaymentService",
-               "NotificationService", "MediaService", "AnalyticsService")
+if TYPE_CHECKING:
+    from serve.common.service import ServiceBase
+
+__all__ = ["APP_NAME", "DEPLOYMENTS", "SERVE_ENV", "build_app"]
+DEPLOYMENTS = (GATEWAY_DEPLOYMENT, *(deployment_of(s) for s in SERVICES))
 
 # Environment read when Serve's processes start: throughput mode, and a controller loop that
 # runs once a second instead of ten times (it costs CPU at rest; replica failures are still
@@ -36,9 +38,9 @@ def build_app(settings: Settings) -> Application:
 
     config = settings.to_runtime()
 
-    def service(cls: type) -> Deployment:
+    def service(cls: type[ServiceBase]) -> Deployment:
         return cast(Deployment, serve.deployment(cls)).options(
-            name=cls.__name__, num_replicas=1,
+            name=deployment_of(cls.service), num_replicas=1,
             max_ongoing_requests=settings.service_max_ongoing_requests,
             ray_actor_options={"num_cpus": settings.service_num_cpus})
 
@@ -49,7 +51,7 @@ def build_app(settings: Settings) -> Application:
     notification = service(NotificationService).bind(config, user, event)
     analytics = service(AnalyticsService).bind(config, event)
     gateway = cast(Deployment, serve.deployment(Gateway)).options(
-        name="Gateway", num_replicas=settings.gateway_replicas,
+        name=GATEWAY_DEPLOYMENT, num_replicas=settings.gateway_replicas,
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
         ray_actor_options={"num_cpus": settings.gateway_num_cpus})
     return gateway.bind(config, user, event, payment, notification, media, analytics)

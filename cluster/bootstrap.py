@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from cluster.app import APP_NAME, SERVE_ENV, build_app
+from cluster.app import SERVE_ENV, build_app
 from cluster.embedded import EmbeddedPostgres
-from cluster.settings import Settings
+from cluster.settings import APP_NAME, Settings
 from storage import migrate
 
 Progress = Callable[[str], None]

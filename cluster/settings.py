@@ -17,6 +17,18 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("user", "event", "payment", "notification", "media", "analytics")
 
+# The Serve application and its deployment names (cluster/app.py deploys them under these; the
+# embedded transport finds the consuming replicas by them).
+APP_NAME = "afisha"
+GATEWAY_DEPLOYMENT = "Gateway"
+
+
+def deployment_of(service: str) -> str:
+    """The Serve deployment of a service, e.g. ``payment`` -> ``PaymentService``."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+    return f"{service.capitalize()}Service"
+
 
 def schema_of(service: str) -> str:
     """The PostgreSQL schema a service owns, e.g. ``payment`` -> ``payment_service``."""
@@ -145,6 +157,9 @@ class Settings(BaseSettings):
     # reservations are what the inventory actors batch into one commit, so it needs many.
     gateway_max_ongoing_requests: int = Field(default=512, ge=1)
     service_max_ongoing_requests: int = Field(default=128, ge=1)
+
+    # Calls between deployments (serve.common.clients): no answer within this is a 503.
+    service_call_timeout_seconds: float = Field(default=30, gt=0)
 
     @field_validator("admin_emails", mode="before")
     @classmethod

@@ -20,10 +20,11 @@ from aio_pika.abc import (
 )
 
 from messaging import topology
-from messaging.consumer import ConsumerRuntime, backoff
+from messaging.consumer import ConsumerRuntime
 from messaging.envelope import Envelope
 from messaging.transport import OutboxMessage
 from serve.common.logs import get_logger
+from serve.common.retry import backoff
 
 REASON_HEADER = "x-afisha-reason"
 QUEUE_HEADER = "x-afisha-queue"

@@ -9,7 +9,7 @@ together are applied in one unit of work; a ``BatchHandler`` gets all of its mes
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,6 +23,7 @@ from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.common.context import bound
 from serve.common.logs import get_logger
+from serve.common.retry import retry
 from storage.common import dead_letter_table, inbox_table, service_metadata
 
 Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
@@ -54,11 +55,6 @@ def consumer_tables(service: str) -> tuple[Table, Table]:
         metadata = service_metadata(service)
         _TABLES[service] = (inbox_table(metadata), dead_letter_table(metadata))
     return _TABLES[service]
-
-
-def backoff(attempt: int, base: float, cap: float = 5.0) -> float:
-    """Seconds to wait before attempt ``attempt + 1`` (exponential, capped)."""
-    return float(min(cap, base * 2 ** max(0, attempt - 1)))
 
 
 @dataclass
@@ -190,16 +186,16 @@ class ConsumerRuntime:
         except Exception as exc:
             self.log.info("batch of %d failed (%s); applying one by one", len(envelopes), exc)
         for envelope in envelopes:
-            for attempt in range(1, self.delivery_limit + 1):
-                try:
-                    await self.process(envelope)
-                    break
-                except Exception as exc:
-                    reason = self.failed(envelope, exc)
-                    if attempt == self.delivery_limit:
-                        await self.dead_letter(envelope, reason, attempt)
-                    else:
-                        await asyncio.sleep(backoff(attempt, self.retry_backoff))
+            await self._process_or_dead_letter(envelope)
+
+    async def _process_or_dead_letter(self, envelope: Envelope) -> None:
+        reasons: list[str] = []
+        try:
+            await retry(functools.partial(self.process, envelope), attempts=self.delivery_limit,
+                        base=self.retry_backoff,
+                        on_failure=lambda _, exc: reasons.append(self.failed(envelope, exc)))
+        except Exception:
+            await self.dead_letter(envelope, reasons[-1], len(reasons))
 
     async def dead_letter(self, envelope: Envelope, reason: str, attempts: int) -> None:
         async with self.sessions() as session, session.begin():

@@ -13,16 +13,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from cluster.settings import deployment_of
 from messaging.catalogue import consumers_of
 from messaging.envelope import Envelope
 from messaging.transport import OutboxMessage
 
 Deliver = Callable[[str, list[Envelope]], Awaitable[None]]
-
-# Serve deployment name of each consuming service (cluster/app.py names them after their class).
-DEPLOYMENTS = {"user": "UserService", "event": "EventService", "payment": "PaymentService",
-               "notification": "NotificationService", "media": "MediaService",
-               "analytics": "AnalyticsService"}
 
 
 class EmbeddedTransport:
@@ -61,7 +57,7 @@ def serve_deliver(app_name: str) -> Deliver:
         if not ray.is_initialized():  # never let a handle lookup start a Ray of its own
             raise ConnectionError("not connected to the Ray cluster that runs the consumers")
         if service not in handles:
-            handles[service] = serve.get_deployment_handle(DEPLOYMENTS[service], app_name)
+            handles[service] = serve.get_deployment_handle(deployment_of(service), app_name)
         await handles[service].deliver.remote(envelopes)
 
     return deliver

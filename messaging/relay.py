@@ -21,10 +21,10 @@ from sqlalchemy import Text, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import schema_of
-from messaging.consumer import backoff
 from messaging.outbox import channel_of, outbox_for
 from messaging.transport import OutboxMessage, Transport
 from serve.common.logs import get_logger
+from serve.common.retry import backoff
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cluster.settings import Settings
+from cluster.settings import APP_NAME, Settings
 from messaging import topology
 from messaging.catalogue import CONSUMES, PRODUCERS
 from messaging.consumer import ConsumerRuntime, Handler
@@ -22,6 +22,7 @@ from messaging.envelope import Envelope
 from messaging.relay import Relay
 from messaging.transport import Transport
 from serve.common.logs import get_logger
+from serve.common.retry import retry
 
 
 class MessagingRuntime:
@@ -54,7 +55,6 @@ class MessagingRuntime:
             return AmqpPublisher(self.settings.amqp_url, self.names,
                                  self.settings.message_delivery_limit)
         if embedded_deliver is None:
-            from cluster.app import APP_NAME
             from messaging.embedded import serve_deliver
 
             embedded_deliver = serve_deliver(APP_NAME)
@@ -73,21 +73,23 @@ class MessagingRuntime:
             return
         from messaging.amqp import AmqpConsumer
 
-        attempt = 0
-        while True:
-            consumer = AmqpConsumer(self.settings.amqp_url, self.names, self.consumer,
-                                    self.settings.amqp_prefetch,
+        url, runtime = self.settings.amqp_url, self.consumer
+
+        async def start() -> AmqpConsumer:
+            consumer = AmqpConsumer(url, self.names, runtime, self.settings.amqp_prefetch,
                                     batch_size=self.settings.consumer_batch_size,
                                     linger_seconds=self.settings.consumer_linger_ms / 1000)
             try:
                 await consumer.start()
-                self.amqp_consumer = consumer
-                return
-            except Exception as exc:
-                attempt += 1
-                self.log.warning("consumer could not start (attempt %d): %s", attempt, exc)
+            except Exception:
                 await consumer.close()
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt))
+                raise
+            return consumer
+
+        self.amqp_consumer = await retry(
+            start, attempts=None, base=0.4,
+            on_failure=lambda attempt, exc: self.log.warning(
+                "consumer could not start (attempt %d): %s", attempt, exc))
 
     async def deliver(self, envelopes: list[Envelope]) -> None:
         if self.consumer is None:

@@ -20,6 +20,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def alembic_config(settings: Settings, service: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(MIGRATIONS_DIR / service / "versions"))
     cfg.attributes.update(
         service=service, schema=schema_of(service), url=settings.database_url_for(service)

@@ -88,6 +88,7 @@ organization_members = Table(
            primary_key=True),
     Column("role", Text, nullable=False),
     _created(),
+    Index("ix_organization_members_user", "user_id"),
 )
 
 groups = Table(

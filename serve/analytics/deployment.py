@@ -11,6 +11,7 @@ from messaging.consumer import Handler
 from serve.analytics.tracking import record_domain_event
 from serve.common.clients import ServiceClient
 from serve.common.service import ServiceBase
+from serve.events.client import EventClient
 
 
 class AnalyticsService(ServiceBase):
@@ -18,7 +19,8 @@ class AnalyticsService(ServiceBase):
 
     def __init__(self, config: dict[str, Any], event: DeploymentHandle) -> None:
         super().__init__(config)
-        self.event = ServiceClient("event", event)
+        self.event = EventClient(ServiceClient("event", event,
+                                               self.settings.service_call_timeout_seconds))
 
     def message_handlers(self) -> dict[str, Handler]:
         return dict.fromkeys(CONSUMES["analytics"], record_domain_event)

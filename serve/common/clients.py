@@ -1,29 +1,51 @@
-"""How the gateway (and services) call a service deployment: one awaited handle call.
+"""How one deployment calls another: one awaited handle call, behind a typed client.
 
-A service raises ``ProblemError``; Ray delivers it wrapped in ``RayTaskError``. ``call``
-unwraps it so the caller sees the service's own error class. A service that found no database
-connection (pool timeout, server full) is reported as 503 with ``Retry-After``.
+Each service publishes one client class (``serve/<svc>/client.py``, a ``ClientBase``) whose
+typed methods wrap one handle call each; callers (the gateway's routes, other services) use
+those, so the method names of a deployment appear as strings only in its client.
+
+``ServiceClient`` is the transport under every client. A service raises ``ProblemError``; Ray
+delivers it wrapped in ``RayTaskError``, and ``call`` unwraps it so the caller sees the
+service's own error class. A service that found no database connection (pool timeout, server
+full) is reported as 503 ``overloaded`` with ``Retry-After``; a call that gets no answer
+within the client's timeout is a 503 as well.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+from typing import Any, Protocol
 
+from serve.common.context import RequestContext
 from serve.common.errors import ProblemError, ServiceUnavailable
 from storage.engine import is_overload
 
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class Caller(Protocol):
+    """What a typed client needs from its transport (``ServiceClient``, or a test double)."""
+
+    name: str
+
+    async def call(self, method: str, *args: Any) -> Any: ...
+
 
 class ServiceClient:
-    def __init__(self, name: str, handle: Any) -> None:
+    """Calls methods of one deployment through its handle, unwrapping the service's errors."""
+
+    def __init__(self, name: str, handle: Any,
+                 timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> None:
         self.name = name
         self.handle = handle
+        self.timeout = timeout
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, method: str, *args: Any) -> Any:
         from ray.exceptions import RayActorError, RayTaskError
 
         try:
-            return await getattr(self.handle, method).remote(*args, **kwargs)
+            return await asyncio.wait_for(getattr(self.handle, method).remote(*args),
+                                          self.timeout)
         except RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ProblemError):
@@ -34,19 +56,25 @@ class ServiceClient:
             raise
         except RayActorError as exc:
             raise ServiceUnavailable(f"the {self.name} service is restarting; retry") from exc
+        except TimeoutError:
+            raise ServiceUnavailable(f"the {self.name} service did not answer within "
+                                     f"{self.timeout:g}s; retry", retry_after=1) from None
 
 
-@dataclass(frozen=True)
-class Services:
-    """Every service the gateway reaches."""
+class ClientBase:
+    """Methods every service deployment has (``serve.common.service.ServiceBase``)."""
 
-    user: ServiceClient
-    event: ServiceClient
-    payment: ServiceClient
-    notification: ServiceClient
-    media: ServiceClient
-    analytics: ServiceClient
+    def __init__(self, transport: Caller) -> None:
+        self.transport = transport
 
-    def items(self) -> list[tuple[str, ServiceClient]]:
-        return [(name, getattr(self, name)) for name in
-                ("user", "event", "payment", "notification", "media", "analytics")]
+    @property
+    def name(self) -> str:
+        return self.transport.name
+
+    async def health(self, ctx: RequestContext) -> dict[str, Any]:
+        result: dict[str, Any] = await self.transport.call("health", ctx)
+        return result
+
+    async def messaging_status(self, ctx: RequestContext) -> dict[str, Any]:
+        result: dict[str, Any] = await self.transport.call("messaging_status", ctx)
+        return result

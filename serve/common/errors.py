@@ -1,6 +1,9 @@
-"""The error hierarchy every service raises; the gateway renders it as RFC 9457 problem+json.
+"""The errors every service and domain module raises when the client is at fault (or must wait).
 
-Standard library only, so domain modules may raise these too. Errors cross Ray handles by
+Standard library only, and nothing about HTTP: an error is a kind (the class), a ``slug`` that
+names the problem type (``sold-out``, ``invite-expired``...), a human ``detail`` and
+extensions. ``serve.common.problems`` is the one table from kind to HTTP status and title,
+used where answers are rendered as RFC 9457 problem+json. Errors cross Ray handles by
 pickling, hence ``__reduce__``.
 """
 
@@ -8,15 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-PROBLEM_BASE = "https://afisha.dev/problems/"
-
 
 class ProblemError(Exception):
     """Base of every error that is the client's to see."""
 
-    status: int = 400
     slug: str = "bad-request"
-    title: str = "Bad request"
 
     def __init__(self, detail: str, *, slug: str | None = None, **extensions: Any) -> None:
         super().__init__(detail)
@@ -28,56 +27,54 @@ class ProblemError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.detail, self.slug, self.extensions))
 
-    @property
-    def type_uri(self) -> str:
-        return PROBLEM_BASE + self.slug
-
-    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        return problem(self.status, self.slug, self.title, self.detail, instance, **self.extensions)
-
 
 def _rebuild(cls: type[ProblemError], detail: str, slug: str, extensions: dict[str, Any]) -> Any:
     return cls(detail, slug=slug, **extensions)
 
 
-def problem(
-    status: int, slug: str, title: str, detail: str, instance: str | None = None, **extensions: Any
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status,
-                            "detail": detail}
-    if instance:
-        body["instance"] = instance
-    body.update(extensions)
-    return body
-
-
 class BadRequest(ProblemError):
-    status, slug, title = 400, "bad-request", "Bad request"
+    """The request cannot be taken as it is."""
+
+    slug = "bad-request"
 
 
 class Unauthorized(ProblemError):
-    status, slug, title = 401, "unauthorized", "Authentication required"
+    """Who the caller is is unknown (no or a bad credential)."""
+
+    slug = "unauthorized"
 
 
 class Forbidden(ProblemError):
-    status, slug, title = 403, "forbidden", "Forbidden"
+    """The caller may not do this."""
+
+    slug = "forbidden"
 
 
 class NotFound(ProblemError):
-    status, slug, title = 404, "not-found", "Not found"
+    """No such thing (or not one the caller may know of)."""
+
+    slug = "not-found"
 
 
 class Conflict(ProblemError):
-    status, slug, title = 409, "conflict", "Conflict"
+    """The current state does not allow it (sold out, already paid, illegal transition...)."""
+
+    slug = "conflict"
 
 
 class Unprocessable(ProblemError):
-    status, slug, title = 422, "validation-error", "Unprocessable content"
+    """The input breaks a rule of the domain."""
+
+    slug = "validation-error"
 
 
 class TooManyRequests(ProblemError):
-    status, slug, title = 429, "rate-limited", "Too many requests"
+    """The caller has used up a limit for now."""
+
+    slug = "rate-limited"
 
 
 class ServiceUnavailable(ProblemError):
-    status, slug, title = 503, "unavailable", "Service unavailable"
+    """Not now: a dependency is down or overloaded; retry."""
+
+    slug = "unavailable"

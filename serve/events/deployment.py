@@ -8,6 +8,7 @@ from typing import Any
 from ray.serve.handle import DeploymentHandle
 
 from actors.client import InventoryClient
+from serve.common.cache import EventCacheInvalidator
 from serve.common.clients import ServiceClient
 from serve.common.context import RequestContext, bound
 from serve.common.service import ServiceBase
@@ -24,27 +25,8 @@ from serve.events.schemas import (
 )
 from serve.events.service import EventUseCases
 from serve.events.sweep import sweep_forever
-from serve.gateway.cache import EventCacheInvalidator
-
-
-class UserDirectory:
-    """The user service's answers about roles and groups (``serve.events.service.Users``)."""
-
-    def __init__(self, client: ServiceClient) -> None:
-        self.client = client
-
-    async def organization_role(self, ctx: RequestContext, user_id: str,
-                                organization_id: str) -> str | None:
-        role: str | None = await self.client.call("organization_role", ctx, user_id,
-                                                  organization_id)
-        return role
-
-    async def is_group_member(self, ctx: RequestContext, user_id: str, group_id: str) -> bool:
-        return bool(await self.client.call("is_group_member", ctx, user_id, group_id))
-
-    async def group_organization(self, ctx: RequestContext, group_id: str) -> str | None:
-        organization: str | None = await self.client.call("group_organization", ctx, group_id)
-        return organization
+from serve.media.client import MediaClient
+from serve.users.client import UserClient
 
 
 class EventService(ServiceBase):
@@ -53,13 +35,13 @@ class EventService(ServiceBase):
     async def __init__(self, config: dict[str, Any], user: DeploymentHandle,  # type: ignore[misc]
                        media: DeploymentHandle) -> None:
         super().__init__(config)
-        self.user = ServiceClient("user", user)
-        self.media = ServiceClient("media", media)
+        timeout = self.settings.service_call_timeout_seconds
+        self.user = UserClient(ServiceClient("user", user, timeout))
+        self.media = MediaClient(ServiceClient("media", media, timeout))
         self.inventory = InventoryClient(config)
-        users = UserDirectory(self.user)
-        self.events = EventUseCases(self.settings, self.sessions, users, self.inventory)
+        self.events = EventUseCases(self.settings, self.sessions, self.user, self.inventory)
         self.events.changed = EventCacheInvalidator(self.settings).invalidate
-        self.registrations = RegistrationUseCases(self.settings, self.sessions, users,
+        self.registrations = RegistrationUseCases(self.settings, self.sessions, self.user,
                                                   self.inventory)
         self.handlers = EventHandlers(self.inventory)
         # The shared inventory hosts start with the service, so no sale waits for a process.
@@ -168,20 +150,23 @@ class EventService(ServiceBase):
             return False
         return await self.events.is_manager(ctx, event["organization_id"])
 
-    async def registration_for_service(self, registration_id: str) -> dict[str, Any] | None:
+    async def registration_for_service(self, ctx: RequestContext,
+                                       registration_id: str) -> dict[str, Any] | None:
         """A registration as the payment service needs it (no access check: internal)."""
         from actors.store import load_registration
         from serve.events.views import registration_view
 
-        async with self.sessions() as session:
-            row = await load_registration(session, registration_id)
-        return registration_view(row) if row else None
+        with bound(ctx):
+            async with self.sessions() as session:
+                row = await load_registration(session, registration_id)
+            return registration_view(row) if row else None
 
-    async def event_for_service(self, event_id: str) -> dict[str, Any] | None:
+    async def event_for_service(self, ctx: RequestContext, event_id: str) -> dict[str, Any] | None:
         from serve.common.errors import NotFound
         from serve.events.views import event_view
 
-        try:
-            return event_view(await self.events.event(event_id))
-        except NotFound:
-            return None
+        with bound(ctx):
+            try:
+                return event_view(await self.events.event(event_id))
+            except NotFound:
+                return None

@@ -8,11 +8,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from actors.store import load_registration
 from messaging.outbox import UnitOfWork
+from serve.common import paging
 from serve.common.context import RequestContext
 from serve.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from serve.events.domain import TICKET_ISSUED, RegistrationStatus, transition_registration
@@ -139,21 +140,12 @@ class RegistrationUseCases(EventAccess):
         return await self._page(query, cursor)
 
     async def _page(self, query: Any, cursor: str | None) -> dict[str, Any]:
-        if cursor:
-            created, _, last = cursor.partition("|")
-            try:
-                query = query.where(tuple_(registrations.c.created_at, registrations.c.id)
-                                    > (func.to_timestamp(float(created)), last))
-            except ValueError as exc:
-                raise BadRequest("the cursor is not one this API returned",
-                                 slug="bad-cursor") from exc
-        query = query.order_by(registrations.c.created_at, registrations.c.id).limit(PAGE + 1)
+        query = paging.keyset(query, registrations.c.created_at, registrations.c.id, cursor,
+                              PAGE)
         async with self.sessions() as session:
             rows = [dict(r) for r in (await session.execute(query)).mappings().all()]
-        more = len(rows) > PAGE
-        rows = rows[:PAGE]
-        next_cursor = f"{rows[-1]['created_at'].timestamp()!r}|{rows[-1]['id']}" if more else None
-        return {"items": [registration_view(r) for r in rows], "next_cursor": next_cursor}
+        page, next_cursor = paging.split(rows, PAGE, "created_at", "id")
+        return {"items": [registration_view(r) for r in page], "next_cursor": next_cursor}
 
     # --- waiting list ---
     async def join_waitlist(self, ctx: RequestContext, event_id: str,

@@ -6,20 +6,18 @@ decided only by the event's inventory owner (``actors.owner`` on an ``actors.hos
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_, union_all, update
+from sqlalchemy import and_, func, insert, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
+from serve.common import paging
 from serve.common.context import RequestContext
 from serve.common.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -213,16 +211,12 @@ class EventUseCases(EventAccess):
             query = query.where(events.c.starts_at < filters.starts_before)
         if filters.q:
             query = query.where(events.c.title.ilike(f"%{escape_like(filters.q)}%"))
-        if filters.cursor:
-            starts_at, last_id = decode_cursor(filters.cursor)
-            query = query.where(tuple_(events.c.starts_at, events.c.id) > (starts_at, last_id))
-        query = query.order_by(events.c.starts_at, events.c.id).limit(filters.limit + 1)
+        query = paging.keyset(query, events.c.starts_at, events.c.id, filters.cursor,
+                              filters.limit)
         async with self.sessions() as session:
             rows = [dict(r) for r in (await session.execute(query)).mappings().all()]
-        more = len(rows) > filters.limit
-        rows = rows[: filters.limit]
-        cursor = encode_cursor(rows[-1]["starts_at"], rows[-1]["id"]) if more else None
-        return {"items": [event_view(r) for r in rows], "next_cursor": cursor}
+        page, cursor = paging.split(rows, filters.limit, "starts_at", "id")
+        return {"items": [event_view(r) for r in page], "next_cursor": cursor}
 
     def _visible_clause(self, ctx: RequestContext) -> Any:
         listed = events.c.status != domain.EventStatus.DRAFT
@@ -316,14 +310,3 @@ def changed_payload(row: Any) -> dict[str, Any]:
 def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
-
-def encode_cursor(starts_at: datetime, event_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{starts_at.isoformat()}|{event_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        starts_at, event_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(starts_at), event_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the cursor is not one this API returned", slug="bad-cursor") from exc

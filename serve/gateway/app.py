@@ -17,21 +17,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cluster.settings import Settings
-from serve.common.clients import Services
 from serve.common.context import (
     RequestContext,
     accept_correlation_id,
     correlation_id_var,
 )
-from serve.common.errors import ProblemError, problem
+from serve.common.errors import ProblemError
 from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
 from serve.common.logs import get_logger
+from serve.common.problems import problem, status_of
 from serve.gateway import messaging_metrics
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.metrics import GatewayMetrics
 from serve.gateway.ratelimit import RateLimitMiddleware, build_limiter
 from serve.gateway.routes import all_routers
+from serve.gateway.services import Services
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger("gateway")
@@ -111,9 +112,10 @@ def install_error_handlers(app: FastAPI) -> None:
         headers: dict[str, str] = {}
         if "retry_after" in exc.extensions:
             headers["Retry-After"] = str(exc.extensions["retry_after"])
-        if exc.status == 429:
+        status, title = status_of(exc)
+        if status == 429:
             headers["Cache-Control"] = "no-store"
-        return problem_response(exc.status, exc.slug, exc.title, exc.detail, request,
+        return problem_response(status, exc.slug, title, exc.detail, request,
                                 headers=headers, **exc.extensions)
 
     @app.exception_handler(RequestValidationError)
@@ -174,7 +176,7 @@ async def messaging_statuses(services: Services, ctx: RequestContext) -> dict[st
     """Each reachable service's ``messaging_status()`` (unreachable ones are left out)."""
     async def one(name: str) -> Any:
         try:
-            return await asyncio.wait_for(getattr(services, name).call("messaging_status", ctx), 5)
+            return await asyncio.wait_for(getattr(services, name).messaging_status(ctx), 5)
         except Exception as exc:
             log.warning("no messaging status from %s: %s", name, exc)
             return None
@@ -189,7 +191,7 @@ async def platform_health(settings: Settings, services: Services,
     async def service_health(name: str) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await asyncio.wait_for(
-                getattr(services, name).call("health", ctx), 5)
+                getattr(services, name).health(ctx), 5)
             return result
         except Exception as exc:
             return {"status": DOWN, "error": f"{type(exc).__name__}: {exc}"}

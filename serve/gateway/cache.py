@@ -4,14 +4,10 @@ Only with Redis (``AFISHA_REDIS_URL``) and ``AFISHA_RESPONSE_CACHE_TTL_SECONDS``
 requests without an ``Authorization`` header and ``200 application/json`` answers are cached.
 
 Keys: ``<prefix>:cache:events:gen`` holds a generation number; answers are stored under
-``<prefix>:cache:events:<gen>:<sha256 of path?query>`` with the TTL. ``invalidate_events``
+``<prefix>:cache:events:<gen>:<sha256 of path?query>`` with the TTL.
+``serve.common.cache.invalidate_events`` (what the Event service calls after a change)
 increments the generation, so every cached answer is dropped at once, and an answer computed
 while the generation changed is written under the old generation and never served.
-
-The Event service calls, after committing a change to an event::
-
-    invalidator = EventCacheInvalidator(settings)      # once, in the replica
-    await invalidator.invalidate()                     # after each change
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cluster.settings import Settings
+from serve.common.cache import generation_key
 from serve.common.logs import get_logger
 
 log = get_logger("gateway.cache")
@@ -35,37 +32,6 @@ _LOOKUP = """
 local gen = redis.call('GET', KEYS[1]) or '0'
 return {gen, redis.call('GET', ARGV[1] .. gen .. ':' .. ARGV[2])}
 """
-
-
-def generation_key(prefix: str) -> str:
-    return f"{prefix}:cache:events:gen"
-
-
-async def invalidate_events(redis: aioredis.Redis, prefix: str) -> None:
-    """Drop every cached event answer (list and detail)."""
-    await redis.incr(generation_key(prefix))
-
-
-class EventCacheInvalidator:
-    """What the Event service holds: a no-op unless the cache is configured."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.prefix = settings.redis_key_prefix
-        self.redis = (aioredis.from_url(settings.redis_url, socket_timeout=1)
-                      if settings.redis_url and settings.response_cache_ttl_seconds else None)
-
-    async def invalidate(self, event_id: str | None = None) -> None:
-        """Call after an event changes (``event_id`` is for the log; all entries go)."""
-        if self.redis is None:
-            return
-        try:
-            await invalidate_events(self.redis, self.prefix)
-        except RedisError as exc:
-            log.warning("cache invalidation for event %s failed: %s", event_id, exc)
-
-    async def close(self) -> None:
-        if self.redis is not None:
-            await self.redis.aclose()
 
 
 class ResponseCacheMiddleware:

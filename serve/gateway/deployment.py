@@ -9,9 +9,10 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from cluster.settings import Settings
-from serve.common.clients import ServiceClient, Services
+from serve.common.clients import ServiceClient
 from serve.common.logs import configure_logging
 from serve.gateway.app import create_app
+from serve.gateway.services import Services
 
 
 @serve.ingress()
@@ -25,7 +26,8 @@ class Gateway:
         configure_logging(self.settings.log_level)
         handles = {"user": user, "event": event, "payment": payment,
                    "notification": notification, "media": media, "analytics": analytics}
-        self.services = Services(**{n: ServiceClient(n, h) for n, h in handles.items()})
+        timeout = self.settings.service_call_timeout_seconds
+        self.services = Services(**{n: ServiceClient(n, h, timeout) for n, h in handles.items()})
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self.settings, self.services)

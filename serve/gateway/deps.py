@@ -17,10 +17,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cluster.settings import Settings
-from serve.common.clients import Services
 from serve.common.context import RequestContext
 from serve.common.errors import Unauthorized
 from serve.gateway.auth import client_ip, is_public
+from serve.gateway.services import Services
 from serve.users.tokens import identity_from_access_token
 
 bearer = HTTPBearer(auto_error=False, description="Access token from /api/v1/auth/*")

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cluster.settings import Settings
 from serve.common.errors import ProblemError, ServiceUnavailable, TooManyRequests
 from serve.common.logs import get_logger
+from serve.common.problems import render, status_of
 from serve.gateway.auth import bearer_subject, client_ip
 
 log = get_logger("gateway.ratelimit")
@@ -188,5 +189,5 @@ def _problem(exc: ProblemError, scope: Scope) -> JSONResponse:
     headers = {"Cache-Control": "no-store"}
     if "retry_after" in exc.extensions:
         headers["Retry-After"] = str(exc.extensions["retry_after"])
-    return JSONResponse(exc.to_problem(scope["path"]), status_code=exc.status,
+    return JSONResponse(render(exc, scope["path"]), status_code=status_of(exc)[0],
                         media_type="application/problem+json", headers=headers)

@@ -8,6 +8,8 @@ from ray.serve.handle import DeploymentHandle
 
 from serve.common.clients import ServiceClient
 from serve.common.service import ServiceBase
+from serve.events.client import EventClient
+from serve.users.client import UserClient
 
 
 class NotificationService(ServiceBase):
@@ -16,6 +18,7 @@ class NotificationService(ServiceBase):
     def __init__(self, config: dict[str, Any], user: DeploymentHandle,
                  event: DeploymentHandle) -> None:
         super().__init__(config)
-        self.user = ServiceClient("user", user)
-        self.event = ServiceClient("event", event)
+        timeout = self.settings.service_call_timeout_seconds
+        self.user = UserClient(ServiceClient("user", user, timeout))
+        self.event = EventClient(ServiceClient("event", event, timeout))
 

@@ -12,14 +12,11 @@ import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from serve.common.retry import backoff
 from serve.payments.providers import SandboxProvider
 from storage.payment import sandbox_webhooks
 
 BATCH = 20
-
-
-def backoff(attempts: int) -> float:
-    return float(min(60.0, 0.25 * 2 ** attempts))
 
 
 class SandboxDeliverer:
@@ -60,7 +57,7 @@ class SandboxDeliverer:
                 else:
                     values = {"attempts": row["attempts"] + 1, "last_error": error,
                               "next_attempt_at": func.now() + timedelta(
-                                  seconds=backoff(row["attempts"]))}
+                                  seconds=backoff(row["attempts"] + 1, 0.25, cap=60.0))}
                 await session.execute(update(sandbox_webhooks)
                                       .where(sandbox_webhooks.c.id == row["id"]).values(**values))
             return len(rows)

@@ -14,9 +14,10 @@ from messaging.consumer import BatchHandler, Handler
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.common.clients import ServiceClient
-from serve.common.context import RequestContext, bound
+from serve.common.context import RequestContext, bound, correlation_id_var
 from serve.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serve.common.service import ServiceBase
+from serve.events.client import EventClient
 from serve.payments import idempotency, intake, orders, remainder, service
 from serve.payments.delivery import SandboxDeliverer
 from serve.payments.domain import Kind
@@ -31,7 +32,8 @@ class PaymentService(ServiceBase):
     async def __init__(self, config: dict[str, Any],  # type: ignore[misc]
                        event: DeploymentHandle) -> None:
         super().__init__(config)
-        self.event = ServiceClient("event", event)
+        self.event = EventClient(ServiceClient("event", event,
+                                               self.settings.service_call_timeout_seconds))
         base = self.settings.api_base_url
         self.sandbox = SandboxProvider(str(self.settings.sandbox_webhook_secret or ""), base,
                                        self.settings.webhook_tolerance_seconds)
@@ -172,7 +174,8 @@ class PaymentService(ServiceBase):
                       refunded)
 
     async def _starts_at(self, event_id: str) -> datetime | None:
-        event = await self.event.call("event_for_service", event_id)
+        event = await self.event.event_for_service(RequestContext(correlation_id_var.get()),
+                                                   event_id)
         return datetime.fromisoformat(event["starts_at"]) if event else None
 
     async def sweep_remainders(self) -> None:
@@ -196,7 +199,7 @@ class PaymentService(ServiceBase):
     async def _organizes(self, ctx: RequestContext, row: Any) -> bool:
         if ctx.identity is not None and ctx.identity.is_admin:
             return True
-        return bool(await self.event.call("can_manage_event", ctx, str(row["event_id"])))
+        return await self.event.can_manage_event(ctx, str(row["event_id"]))
 
 
 def _user(ctx: RequestContext) -> str:

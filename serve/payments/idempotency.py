@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.outbox import UnitOfWork
 from serve.common.errors import Conflict, ProblemError, Unprocessable
+from serve.common.problems import kind_of, render, status_of
 from storage.payment import idempotency_keys
 
 Operation = Callable[[UnitOfWork], Awaitable[dict[str, Any]]]
@@ -59,7 +60,7 @@ async def run_once(sessions: async_sessionmaker[AsyncSession], new_uow: Callable
     except ProblemError as exc:
         async with sessions() as session, session.begin():
             await session.execute(update(idempotency_keys).where(_where(scope, key)).values(
-                status_code=exc.status, response={"problem": exc.to_problem()}))
+                status_code=status_of(exc)[0], response={"problem": render(exc)}))
         raise
     except BaseException:
         async with sessions() as session, session.begin():
@@ -77,8 +78,7 @@ def _replay(row: Any, digest: str) -> dict[str, Any]:
     response: dict[str, Any] = row["response"]
     if row["status_code"] != 200:
         problem = dict(response["problem"])
-        cls = next((c for c in ProblemError.__subclasses__() if c.status == problem["status"]),
-                   ProblemError)
+        cls = kind_of(problem["status"])
         slug = problem.pop("type").rsplit("/", 1)[-1]
         detail = problem.pop("detail")
         extensions = {k: v for k, v in problem.items() if k not in ("title", "status", "instance")}

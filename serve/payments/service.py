@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.outbox import UnitOfWork
-from serve.common.errors import BadRequest, NotFound
+from serve.common import paging
+from serve.common.errors import NotFound
 from serve.payments import remainder
 from serve.payments.domain import (
     CAPTURED,
@@ -83,20 +84,14 @@ def parse_id(value: str) -> uuid.UUID:
 async def event_payments(session: AsyncSession, event_id: uuid.UUID, cursor: str | None,
                          limit: int) -> dict[str, Any]:
     """One page of an event's payments (oldest first) and how many are in each status."""
-    query = select(payments).where(payments.c.event_id == event_id)
-    if cursor:
-        try:
-            query = query.where(payments.c.id > uuid.UUID(cursor))
-        except ValueError as exc:
-            raise BadRequest("the cursor is not valid") from exc
-    rows = (await session.execute(query.order_by(payments.c.id).limit(limit + 1))
-            ).mappings().all()
+    query = paging.keyset(select(payments).where(payments.c.event_id == event_id),
+                          payments.c.created_at, payments.c.id, cursor, limit)
+    rows = (await session.execute(query)).mappings().all()
     counts = (await session.execute(
         select(payments.c.status, func.count()).where(payments.c.event_id == event_id)
         .group_by(payments.c.status))).all()
-    more = len(rows) > limit
-    return {"items": [view(r) for r in rows[:limit]],
-            "next_cursor": str(rows[limit - 1]["id"]) if more else None,
+    page, next_cursor = paging.split(rows, limit, "created_at", "id")
+    return {"items": [view(r) for r in page], "next_cursor": next_cursor,
             "by_status": {status: n for status, n in counts}}
 
 

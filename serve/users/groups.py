@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
+from serve.common import paging
 from serve.common.context import Identity, RequestContext
 from serve.common.errors import Conflict, NotFound
-from serve.users import domain, membership, paging, tokens
+from serve.users import domain, membership, tokens
 from serve.users.schemas import (
     GroupIn,
     GroupMemberOut,
@@ -83,7 +84,7 @@ class Groups:
             rows = (await session.execute(paging.keyset(
                 select(groups).where(groups.c.organization_id == organization_id),
                 groups.c.created_at, groups.c.id, cursor, limit))).all()
-        items, next_cursor = paging.split(rows, limit, "id")
+        items, next_cursor = paging.split(rows, limit, "created_at", "id")
         return Page[GroupOut](items=[GroupOut(**r._mapping) for r in items],
                               next_cursor=next_cursor)
 
@@ -99,7 +100,7 @@ class Groups:
                      .where(group_members.c.group_id == group.id))
             rows = (await session.execute(paging.keyset(
                 query, group_members.c.created_at, group_members.c.user_id, cursor, limit))).all()
-        items, next_cursor = paging.split(rows, limit, "user_id")
+        items, next_cursor = paging.split(rows, limit, "created_at", "user_id")
         return Page[GroupMemberOut](items=[GroupMemberOut(**r._mapping) for r in items],
                                     next_cursor=next_cursor)
 

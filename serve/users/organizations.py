@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
+from serve.common import paging
 from serve.common.context import RequestContext
 from serve.common.errors import Conflict, Forbidden, NotFound
-from serve.users import domain, membership, paging
+from serve.users import domain, membership
 from serve.users.schemas import (
     MemberOut,
     OrganizationOut,
@@ -83,7 +84,7 @@ class Organizations:
         async with self.sessions() as session:
             rows = (await session.execute(paging.keyset(
                 query, requests_t.c.created_at, requests_t.c.id, cursor, limit))).all()
-        items, next_cursor = paging.split(rows, limit, "id")
+        items, next_cursor = paging.split(rows, limit, "created_at", "id")
         return Page[OrganizationRequestOut](items=[_request_out(r) for r in items],
                                             next_cursor=next_cursor)
 
@@ -170,7 +171,7 @@ class Organizations:
         async with self.sessions() as session:
             rows = (await session.execute(paging.keyset(
                 query, organizations.c.created_at, organizations.c.id, cursor, limit))).all()
-        items, next_cursor = paging.split(rows, limit, "id")
+        items, next_cursor = paging.split(rows, limit, "created_at", "id")
         return Page[OrganizationOut](items=[OrganizationOut(**r._mapping) for r in items],
                                      next_cursor=next_cursor)
 
@@ -187,7 +188,7 @@ class Organizations:
                      .where(members_t.c.organization_id == organization_id))
             rows = (await session.execute(paging.keyset(
                 query, members_t.c.created_at, members_t.c.user_id, cursor, limit))).all()
-        items, next_cursor = paging.split(rows, limit, "user_id")
+        items, next_cursor = paging.split(rows, limit, "created_at", "user_id")
         return Page[MemberOut](items=[MemberOut(**r._mapping) for r in items],
                                next_cursor=next_cursor)
 

@@ -12,7 +12,7 @@ from redis import asyncio as aioredis
 
 from cluster.ports import free_port
 from cluster.settings import Settings
-from serve.gateway.cache import EventCacheInvalidator
+from serve.common.cache import EventCacheInvalidator
 from serve.gateway.ratelimit import RedisLimiter
 from serve.users import tokens
 from tests.conftest import make_settings

@@ -55,3 +55,20 @@ async def test_a_service_out_of_database_connections_answers_503(ray_session: No
         await ServiceClient("event", Service.remote()).call("read")  # type: ignore[attr-defined]
     assert caught.value.slug == "overloaded"
     assert caught.value.extensions == {"retry_after": 1}
+
+
+async def test_a_service_that_does_not_answer_in_time_is_unavailable(ray_session: None) -> None:
+    import asyncio
+
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Service:
+        async def slow(self) -> str:
+            await asyncio.sleep(5)
+            return "late"
+
+    client = ServiceClient("event", Service.remote(), timeout=0.2)  # type: ignore[attr-defined]
+    with pytest.raises(ServiceUnavailable) as caught:
+        await client.call("slow")
+    assert "did not answer within 0.2s" in caught.value.detail

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from cluster.ports import free_port
 from cluster.settings import Settings
 from serve.common.errors import Conflict, TooManyRequests, Unauthorized
+from serve.common.problems import render
 from serve.users.deployment import UserService
 from serve.users.schemas import LoginIn, RegisterIn, TelegramLoginIn
 from serve.users.throttle import LoginThrottle
@@ -78,7 +79,7 @@ async def test_unknown_user_and_wrong_password_get_the_same_error(service: UserS
     for address, password in ((pair.user.email, "wrong password!"), (email(), PASSWORD)):
         with pytest.raises(Unauthorized) as caught:
             await service.login(ctx(ip="10.1.0.1"), LoginIn(email=address, password=password))
-        errors.append(caught.value.to_problem())
+        errors.append(render(caught.value))
     assert errors[0] == errors[1]
     assert (await service.login(ctx(), LoginIn(email=pair.user.email, password=PASSWORD))
             ).user.id == pair.user.id

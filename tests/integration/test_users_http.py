@@ -500,7 +500,8 @@ async def test_lists_page_with_a_cursor(world: World) -> None:
     assert seen == [m["user_id"] for m in everyone["items"]]
     garbage = await world.http.get(path, headers=world.headers("owner"),
                                    params={"cursor": "!!!"})
-    assert garbage.status_code == 400
+    assert garbage.status_code == 422
+    assert garbage.json()["type"].endswith("/invalid-cursor")
 
 
 async def test_the_bot_accepts_an_invite_for_the_linked_telegram_user(world: World) -> None:

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from cluster.settings import Settings
 from messaging.outbox import outbox_for
-from serve.common.clients import Services
 from serve.common.context import Identity, RequestContext
 from serve.gateway.app import create_app
+from serve.gateway.services import Services
 from serve.users import telegram
 from serve.users.deployment import UserService
 from serve.users.schemas import RegisterIn, TokenPairOut

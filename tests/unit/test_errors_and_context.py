@@ -4,13 +4,14 @@ import pickle
 from serve.common.context import RequestContext, accept_correlation_id, bound, correlation_id_var
 from serve.common.errors import Conflict, NotFound, ProblemError
 from serve.common.logs import CorrelationIdFilter
+from serve.common.problems import render, status_of
 
 
 def test_problem_errors_survive_pickling_with_their_details() -> None:
     error = Conflict("tickets are gone", slug="sold-out", available=0)
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is Conflict
-    assert copy.to_problem("/api/v1/events/1/registrations") == {
+    assert render(copy, "/api/v1/events/1/registrations") == {
         "type": "https://afisha.dev/problems/sold-out",
         "title": "Conflict",
         "status": 409,
@@ -21,7 +22,7 @@ def test_problem_errors_survive_pickling_with_their_details() -> None:
 
 
 def test_subclasses_carry_their_status() -> None:
-    assert NotFound("x").status == 404
+    assert status_of(NotFound("x")) == (404, "Not found")
     assert isinstance(NotFound("x"), ProblemError)
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from serve.common.clients import Services
 from serve.gateway.app import create_app
+from serve.gateway.services import Services
 from serve.users.tokens import issue_access_token
 from tests.conftest import make_settings
 

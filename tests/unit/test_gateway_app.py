@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serve.common.clients import Services
 from serve.gateway.app import create_app
+from serve.gateway.services import Services
 from tests.conftest import make_settings
 
 

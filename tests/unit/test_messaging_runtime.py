@@ -7,11 +7,12 @@ import pytest
 
 from messaging.amqp import outbox_message, to_message
 from messaging.catalogue import CONSUMES, consumers_of
-from messaging.consumer import ConsumerRuntime, backoff
+from messaging.consumer import ConsumerRuntime
 from messaging.embedded import EmbeddedTransport
 from messaging.envelope import Envelope
 from messaging.topology import Names, queue_arguments
 from messaging.transport import OutboxMessage
+from serve.common.retry import backoff
 
 
 def envelope(event_type: str = "payment.completed", cid: str = "cid-1") -> Envelope:

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from serve.common import paging
 from serve.common.errors import Conflict, Forbidden, Unauthorized
-from serve.users import domain, paging, telegram, tokens
+from serve.users import domain, telegram, tokens
 from tests.conftest import make_settings
 
 BOT_TOKEN = "123456:TEST-bot-token"

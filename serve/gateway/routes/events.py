@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from serve.common.context import RequestContext
-from serve.common.errors import ProblemError
+from serve.common.errors import NotFound, ProblemError
 from serve.events.schemas import (
     CheckInIn,
     EventFilters,
@@ -49,28 +49,28 @@ Inventory = Annotated[Any, Depends(inventory)]
 @router.get("/events", summary="List events (public, and group events of your groups)")
 async def list_events(ctx: PublicContext, services: ServicesDep,
                       filters: Annotated[EventFilters, Query()]) -> Any:
-    return await services.event.call("list_events", ctx, filters)
+    return await services.event.list_events(ctx, filters)
 
 
 @router.post("/events", status_code=201, summary="Create an event (draft)")
 async def create_event(ctx: UserContext, services: ServicesDep, body: EventIn) -> Any:
-    return await services.event.call("create_event", ctx, body)
+    return await services.event.create_event(ctx, body)
 
 
 @router.get("/events/{event_id}", summary="Read an event")
 async def get_event(event_id: str, ctx: PublicContext, services: ServicesDep) -> Any:
-    return await services.event.call("get_event", ctx, event_id)
+    return await services.event.get_event(ctx, event_id)
 
 
 @router.put("/events/{event_id}", summary="Change an event")
 async def update_event(event_id: str, ctx: UserContext, services: ServicesDep,
                        body: EventUpdate) -> Any:
-    return await services.event.call("update_event", ctx, event_id, body)
+    return await services.event.update_event(ctx, event_id, body)
 
 
 def _lifecycle(action: str, summary: str) -> None:
     async def transition(event_id: str, ctx: UserContext, services: ServicesDep) -> Any:
-        return await services.event.call("transition_event", ctx, event_id, action)
+        return await services.event.transition_event(ctx, event_id, action)
 
     transition.__name__ = f"{action}_event"
     router.add_api_route(f"/events/{{event_id}}/{action}", transition, methods=["POST"],
@@ -85,36 +85,36 @@ for _action, _summary in (("publish", "Publish a draft"), ("unpublish", "Back to
 @router.post("/events/{event_id}/hot", summary="Declare the event hot: its inventory gets a "
              "host process of its own, started now (organizers, admins)")
 async def declare_hot(event_id: str, ctx: UserContext, services: ServicesDep) -> Any:
-    return await services.event.call("set_hot", ctx, event_id, True)
+    return await services.event.set_hot(ctx, event_id, True)
 
 
 @router.delete("/events/{event_id}/hot", summary="The event's inventory returns to the shared "
                "hosts (organizers, admins)")
 async def undeclare_hot(event_id: str, ctx: UserContext, services: ServicesDep) -> Any:
-    return await services.event.call("set_hot", ctx, event_id, False)
+    return await services.event.set_hot(ctx, event_id, False)
 
 
 @router.get("/events/{event_id}/ticket-types", summary="Ticket types with availability")
 async def list_ticket_types(event_id: str, ctx: PublicContext, services: ServicesDep) -> Any:
-    return await services.event.call("list_ticket_types", ctx, event_id)
+    return await services.event.list_ticket_types(ctx, event_id)
 
 
 @router.post("/events/{event_id}/ticket-types", status_code=201, summary="Add a ticket type")
 async def create_ticket_type(event_id: str, ctx: UserContext, services: ServicesDep,
                              body: TicketTypeIn) -> Any:
-    return await services.event.call("create_ticket_type", ctx, event_id, body)
+    return await services.event.create_ticket_type(ctx, event_id, body)
 
 
 @router.put("/events/{event_id}/ticket-types/{ticket_type_id}", summary="Change a ticket type")
 async def update_ticket_type(event_id: str, ticket_type_id: str, ctx: UserContext,
                              services: ServicesDep, body: TicketTypeIn) -> Any:
-    return await services.event.call("update_ticket_type", ctx, event_id, ticket_type_id, body)
+    return await services.event.update_ticket_type(ctx, event_id, ticket_type_id, body)
 
 
 @router.get("/events/{event_id}/registrations", summary="Participants (per visibility)")
 async def event_registrations(event_id: str, ctx: UserContext, services: ServicesDep,
                               cursor: str | None = None) -> Any:
-    return await services.event.call("event_registrations", ctx, event_id, cursor)
+    return await services.event.event_registrations(ctx, event_id, cursor)
 
 
 @router.post("/events/{event_id}/registrations", status_code=201,
@@ -126,9 +126,9 @@ async def register(event_id: str, ctx: UserContext, services: ServicesDep,
     known: set[str] = request.app.state.known_events
     if event_id not in known:
         try:
-            result = await services.event.call("register", ctx, event_id, body, key)
+            result = await services.event.register(ctx, event_id, body, key)
         except ProblemError as exc:
-            if exc.status != 404:  # the event exists and is visible: go direct from now on
+            if not isinstance(exc, NotFound):  # the event exists and is visible: go direct
                 remember(known, event_id)
             raise
         remember(known, event_id)
@@ -158,41 +158,41 @@ async def reserve_direct(inventory: Any, ctx: RequestContext, event_id: str,
 @router.get("/registrations/{registration_id}", summary="A registration (ticket code if yours)")
 async def get_registration(registration_id: str, ctx: UserContext,
                            services: ServicesDep) -> Any:
-    return await services.event.call("get_registration", ctx, registration_id)
+    return await services.event.get_registration(ctx, registration_id)
 
 
 @router.post("/registrations/{registration_id}/cancel", summary="Cancel your registration")
 async def cancel_registration(registration_id: str, ctx: UserContext,
                               services: ServicesDep) -> Any:
-    return await services.event.call("cancel_registration", ctx, registration_id)
+    return await services.event.cancel_registration(ctx, registration_id)
 
 
 @router.post("/registrations/{registration_id}/check-in", summary="Check in (organizers)")
 async def check_in(registration_id: str, ctx: UserContext, services: ServicesDep,
                    body: CheckInIn) -> Any:
-    return await services.event.call("check_in", ctx, registration_id, body)
+    return await services.event.check_in(ctx, registration_id, body)
 
 
 @router.get("/registrations/{registration_id}/ticket", response_class=Response,
             responses={200: {"content": {"image/png": {}}}}, summary="The ticket's QR code")
 async def ticket(registration_id: str, ctx: UserContext, services: ServicesDep) -> Response:
-    png = await services.event.call("ticket_png", ctx, registration_id)
+    png = await services.event.ticket_png(ctx, registration_id)
     return Response(png, media_type="image/png")
 
 
 @router.post("/events/{event_id}/waitlist", status_code=201, summary="Join the waiting list")
 async def join_waitlist(event_id: str, ctx: UserContext, services: ServicesDep,
                         body: WaitlistIn) -> Any:
-    return await services.event.call("join_waitlist", ctx, event_id, body)
+    return await services.event.join_waitlist(ctx, event_id, body)
 
 
 @router.delete("/events/{event_id}/waitlist", status_code=204, summary="Leave the waiting list")
 async def leave_waitlist(event_id: str, ctx: UserContext, services: ServicesDep) -> Response:
-    await services.event.call("leave_waitlist", ctx, event_id)
+    await services.event.leave_waitlist(ctx, event_id)
     return Response(status_code=204)
 
 
 @router.get("/users/me/registrations", summary="Your registrations")
 async def my_registrations(ctx: UserContext, services: ServicesDep,
                            cursor: str | None = None) -> Any:
-    return await services.event.call("my_registrations", ctx, cursor)
+    return await services.event.my_registrations(ctx, cursor)

@@ -26,8 +26,8 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
              summary="The payment of a kind for a registration (existing or new)")
 async def create_payment(body: PaymentIn, ctx: UserContext, services: ServicesDep,
                          idempotency_key: IdempotencyKey = None) -> Any:
-    return await services.payment.call("create_payment", ctx, body.registration_id, body.kind,
-                                       idempotency_key)
+    return await services.payment.create_payment(ctx, body.registration_id, body.kind,
+                                                 idempotency_key)
 
 
 @router.get("/payments", response_model=PaymentList,
@@ -37,13 +37,12 @@ async def list_payments(ctx: UserContext, services: ServicesDep,
                         event_id: Annotated[str | None, Query()] = None,
                         cursor: Annotated[str | None, Query()] = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
-    return await services.payment.call("list_payments", ctx, registration_id, event_id, cursor,
-                                       limit)
+    return await services.payment.list_payments(ctx, registration_id, event_id, cursor, limit)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, summary="One payment")
 async def get_payment(payment_id: str, ctx: UserContext, services: ServicesDep) -> Any:
-    return await services.payment.call("get_payment", ctx, payment_id)
+    return await services.payment.get_payment(ctx, payment_id)
 
 
 @router.post("/payments/{payment_id}/refund", response_model=RefundOut,
@@ -52,8 +51,8 @@ async def refund(payment_id: str, body: RefundIn, ctx: UserContext, services: Se
                  idempotency_key: IdempotencyKey = None) -> Any:
     amount = body.amount.amount if body.amount else None
     currency = body.amount.currency if body.amount else None
-    return await services.payment.call("refund_payment", ctx, payment_id, amount, currency,
-                                       body.reason, idempotency_key)
+    return await services.payment.refund_payment(ctx, payment_id, amount, currency,
+                                                 body.reason, idempotency_key)
 
 
 @router.post("/payments/{payment_id}/sandbox-checkout", response_model=CheckoutOut,
@@ -61,8 +60,8 @@ async def refund(payment_id: str, body: RefundIn, ctx: UserContext, services: Se
              summary="Play the payer at the sandbox provider; it then calls the webhook")
 async def sandbox_checkout(payment_id: str, body: CheckoutIn, ctx: UserContext,
                            services: ServicesDep) -> Any:
-    return await services.payment.call("sandbox_checkout", ctx, payment_id, body.outcome,
-                                       body.copies, body.reverse)
+    return await services.payment.sandbox_checkout(ctx, payment_id, body.outcome,
+                                                   body.copies, body.reverse)
 
 
 @router.post("/webhooks/{provider}", response_model=WebhookOut,
@@ -70,5 +69,4 @@ async def sandbox_checkout(payment_id: str, body: CheckoutIn, ctx: UserContext,
 async def webhook(provider: str, request: Request, ctx: PublicContext,
                   services: ServicesDep) -> Any:
     body = await request.body()
-    return await services.payment.call("handle_webhook", ctx, provider,
-                                       dict(request.headers), body)
+    return await services.payment.handle_webhook(ctx, provider, dict(request.headers), body)
