@@ -27,6 +27,7 @@ class InventoryClient:
         self._handles: dict[str, Any] = {}
         self._creating: dict[str, asyncio.Future[Any]] = {}
         self._hot: set[str] = set()  # events this client has seen on hosts of their own
+        self.namespace = shards.namespace_of(self.settings.database_url_for("event"))
         window = self.settings.inventory_client_batch_ms / 1000
         self._batcher = ReserveBatcher(self, window) if window > 0 else None
 
@@ -70,7 +71,7 @@ class InventoryClient:
         else:
             args = {"index": int(host.rsplit("-", 1)[1])}
         handle: Any = ray.remote(InventoryHost).options(
-            name=host, namespace=shards.NAMESPACE, get_if_exists=True,
+            name=host, namespace=self.namespace, get_if_exists=True,
             lifetime="detached", num_cpus=self.settings.inventory_num_cpus,
             max_restarts=-1, max_task_retries=0, max_concurrency=10_000,
         ).remote(self.config, **args)
@@ -176,7 +177,7 @@ class InventoryClient:
         if handle is None:
             try:
                 handle = await asyncio.to_thread(ray.get_actor, host,
-                                                 namespace=shards.NAMESPACE)
+                                                 namespace=self.namespace)
             except ValueError:
                 return None
         return handle

@@ -2,16 +2,23 @@
 
 Pure and stable: the shard of an event is a hash of its id modulo a constant that never changes,
 and a shard belongs to host ``shard % hosts``. A hot event (declared by its organizer) is owned
-by a dedicated host of its own instead. Each owner scope (a shard, or one hot event) has a
+by a dedicated host of its own instead. Hosts live in a Ray namespace of their database. Each
+owner scope (a shard, or one hot event) has a
 fencing epoch in Postgres (``event_service.inventory_fences``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 SHARDS = 256
-NAMESPACE = "afisha"
+
+
+def namespace_of(database_url: str) -> str:
+    """The Ray namespace of the hosts that keep the inventory of one database: hosts of
+    another database (another platform, a test session) never answer for it."""
+    return "afisha-inventory-" + hashlib.sha256(database_url.encode()).hexdigest()[:12]
 
 
 def shard_of(event_id: str) -> int:

@@ -137,7 +137,8 @@ async def active_owners(settings: Settings) -> int:
     """Event owners in the memory of the shared hosts."""
     total = 0
     for index in range(settings.inventory_hosts):
-        host = ray.get_actor(shards.host_name(index), namespace=shards.NAMESPACE)
+        namespace = shards.namespace_of(settings.database_url_for("event"))
+        host = ray.get_actor(shards.host_name(index), namespace=namespace)
         total += len((await host.stats.remote())["events"])
     return total
 

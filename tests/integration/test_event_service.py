@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 
 from actors.client import InventoryClient
-from actors.shards import NAMESPACE
 from cluster.settings import Settings
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork, outbox_for
@@ -280,7 +279,8 @@ async def test_the_sweep_expires_holds_of_a_lost_actor_exactly_once(world: World
 
     event_id, tt = await world.published_event("org-sweep", quantity=3)
     await world.inventory.call(event_id, "reserve", "jo", tt, 1)
-    ray.kill(ray.get_actor(world.inventory.host_of(event_id), namespace=NAMESPACE),
+    ray.kill(ray.get_actor(world.inventory.host_of(event_id),
+                           namespace=world.inventory.namespace),
              no_restart=True)
     await asyncio.sleep(2.2)  # past the 2 s reservation time
     expired = await sweep_once(world.sessions, world.inventory, grace_seconds=0)

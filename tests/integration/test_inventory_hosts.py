@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select, text
 
 from actors.client import InventoryClient
 from actors.host import InventoryHost
-from actors.shards import NAMESPACE, host_index
+from actors.shards import host_index
 from cluster.settings import Settings
 from messaging.outbox import outbox_for
 from serve.common.errors import Conflict, ServiceUnavailable
@@ -215,7 +215,8 @@ async def test_killed_host_restarts_and_no_seat_is_lost_or_doubled(
         task.add_done_callback(lambda _: some_answered.set()
                                if sum(t.done() for t in tasks) >= 20 else None)
     await some_answered.wait()
-    ray.kill(ray.get_actor(inv.host_of(event_id), namespace=NAMESPACE), no_restart=False)
+    ray.kill(ray.get_actor(inv.host_of(event_id), namespace=inv.namespace),
+             no_restart=False)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert sum(t.done() for t in tasks) == 300
     won = {r["id"] for r in results if isinstance(r, dict)}
@@ -309,7 +310,8 @@ async def test_a_replaced_host_can_no_longer_sell(migrated_settings: Settings, d
     finally:
         await newer.close()
         # A new incarnation of the Ray host takes the shards back for the other tests.
-        ray.kill(ray.get_actor(inv.host_of(event_id), namespace=NAMESPACE), no_restart=False)
+        ray.kill(ray.get_actor(inv.host_of(event_id), namespace=inv.namespace),
+             no_restart=False)
     again = await inv.call(event_id, "ready")
     assert again["ticket_types"][tt] == {"quantity": 10, "confirmed": 0, "held": 10,
                                          "available": 0}
