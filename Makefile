@@ -49,7 +49,10 @@ $(BENCH_STAMP): $(STAMP)
 
 install-bench: $(BENCH_STAMP) ## Install the benchmark tools (Locust, matplotlib)
 
-bench: $(BENCH_STAMP) ## Ticket-sale benchmark: Afisha against the row-lock baseline (benchmarks/README.md)
+bench: $(BENCH_STAMP) ## Ticket-sale benchmark: Afisha against the row-lock baseline (benchmarks/README.md); BENCH_ARGS=--quick for a smoke run
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -q wrk >/dev/null; } || command -v wrk >/dev/null || \
+	  { echo "make bench needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS)"; exit 1; }
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and local data

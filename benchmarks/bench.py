@@ -156,14 +156,26 @@ class Platform:
         self.env["AFISHA_REDIS_KEY_PREFIX"] = f"afisha-bench-{options.run_id}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        log = self.log.open("ab")
-        began = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"],
-                                        env=self.env, cwd=self.work, stdout=log,
-                                        stderr=subprocess.STDOUT)
-        wait_healthy(self.process, f"{self.base_url}/actuator/health", self.log)
-        print(f"  platform healthy in {time.monotonic() - began:.1f} s", flush=True)
+    def start(self, attempts: int = 2) -> None:
+        """Start ``afisha run`` and wait until healthy; on a loaded machine Ray's own startup
+        can time out, so a failed start is tried again once."""
+        for attempt in range(1, attempts + 1):
+            log = self.log.open("ab")
+            began = time.monotonic()
+            self.process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"],
+                                            env=self.env, cwd=self.work, stdout=log,
+                                            stderr=subprocess.STDOUT)
+            try:
+                wait_healthy(self.process, f"{self.base_url}/actuator/health", self.log)
+            except SystemExit as exc:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                print(f"  the platform did not start ({str(exc).splitlines()[0]}), "
+                      "trying again", flush=True)
+                continue
+            print(f"  platform healthy in {time.monotonic() - began:.1f} s", flush=True)
+            return
 
     @property
     def pid(self) -> int | None:
@@ -405,7 +417,8 @@ def capacity_pass(args: argparse.Namespace, options: Options, plan: dict[str, An
     for scenario in args.capacity:
         print(f"capacity: {scenario}, {args.rounds} rounds each of {args.round_seconds:.0f} s, "
               f"{options.users} connections", flush=True)
-        platform.start()
+        if platform.process is None:  # the first runs on the platform that prepared the plan
+            platform.start()
         afisha = capacity.Side("afisha", platform.base_url, platform.pid)
         base = capacity.Side("baseline", baseline.base_url)
         if scenario == "FlashSale":
@@ -611,7 +624,6 @@ def main() -> None:
         platform.start()
         prepared = time.monotonic()
         plan = prepare(platform.base_url, options)
-        platform.stop()
         asyncio.run(seed_baseline(database_url, plan, options.price))
         plan_path = options.results / "plan.json"
         plan_path.write_text(json.dumps(plan))

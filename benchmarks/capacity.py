@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import uvloop
 
 from benchmarks import processes
 
@@ -81,8 +82,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 async def settlement(database_url: str, side: str, event_ids: list[str]) -> tuple[int, int, int]:
     conn = await asyncpg.connect(database_url)
     try:
-        regs, paid, recorded = (int(await conn.fetchval(sql, event_ids))
-                                for sql in SETTLEMENT[side])
+        regs, paid, recorded = [int(await conn.fetchval(sql, event_ids))
+                                for sql in SETTLEMENT[side]]
     finally:
         await conn.close()
     return regs, paid, recorded
@@ -236,7 +237,7 @@ def summarize(samples: list[tuple[int, float]], elapsed: float) -> dict[str, Any
 
 async def _open_loop(base_url: str, calls: Sequence[Call], rate: float,
                      timeout_s: float) -> dict[str, Any]:
-    connector = aiohttp.TCPConnector(limit=1024)
+    connector = aiohttp.TCPConnector(limit=256)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
         loop = asyncio.get_running_loop()
@@ -257,7 +258,8 @@ def open_loop(base_url: str, calls: Sequence[Call], rate: float,
               timeout_s: float = 30) -> dict[str, Any]:
     """Send ``calls`` at ``rate`` per second, each at its due time whatever the answers before
     it; latency from the due time. Status 0 is a timeout or a broken connection."""
-    result = asyncio.run(_open_loop(base_url, calls, rate, timeout_s))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(_open_loop(base_url, calls, rate, timeout_s))
     result["rate"] = rate
     return result
 
