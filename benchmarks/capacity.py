@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import psutil
 import uvloop
 
 from benchmarks import processes
@@ -134,14 +135,24 @@ def run_wrk(base_url: str, plan_path: Path, seconds: float, connections: int, th
             log: Path) -> dict[str, Any]:
     command = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds:.0f}s",
                "--timeout", "10s", "-s", str(LUA), base_url]
-    done = subprocess.run(command, env={"BENCH_WRK_PLAN": str(plan_path), "PATH": "/usr/bin"},
-                          capture_output=True, text=True, timeout=seconds + 120)
+    process = psutil.Popen(command, env={"BENCH_WRK_PLAN": str(plan_path), "PATH": "/usr/bin"},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cpu = 0.0
+    while process.poll() is None:  # wrk's CPU, read while it lives
+        try:
+            times = process.cpu_times()
+            cpu = times.user + times.system
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    stdout, stderr = process.communicate(timeout=seconds + 120)
     with log.open("a") as f:
-        f.write(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}\n")
-    line = next((s for s in done.stdout.splitlines() if s.startswith("BENCH_JSON ")), None)
+        f.write(f"$ {' '.join(command)}\n{stdout}{stderr}\n")
+    line = next((s for s in stdout.splitlines() if s.startswith("BENCH_JSON ")), None)
     if line is None:
-        raise SystemExit(f"wrk gave no result ({done.returncode}): {done.stderr[-2000:]}")
+        raise SystemExit(f"wrk gave no result ({process.returncode}): {stderr[-2000:]}")
     result: dict[str, Any] = json.loads(line.removeprefix("BENCH_JSON "))
+    result["cpu_s"] = cpu
     return result
 
 
@@ -159,6 +170,7 @@ def wrk_round(side: Side, *, scenario: str, number: int, mode: str, tokens: list
                   results / "wrk.log")
     settled = wait_settled(database_url, side.name, event_ids, began, settle_limit_s)
     cpu = processes.cpu_delta(cpu_before)
+    cpu["wrk (load generator)"] = round(out["cpu_s"], 3)
     quiet_s = wait_quiet(side.pid, 30)
     statuses = {int(k): v for k, v in out["statuses"].items()}
     duration = out["duration_us"] / 1e6
