@@ -582,7 +582,7 @@ def arguments() -> argparse.Namespace:
     add("--hot-quantity", type=int, default=5000, help="seats of the Locust flash sale")
     add("--spread-quantity", type=int, default=UNLIMITED, help="seats per spread event")
     add("--price", type=int, default=150000, help="minor units (RUB kopecks)")
-    add("--drain-seconds", type=float, default=120,
+    add("--drain-seconds", type=float, default=60,
         help="longest wait for Afisha's backlog after each Locust scenario")
     add("--results", type=Path, default=HERE / "results")
     add("--scenarios", nargs="*", default=["FlashSale"], choices=SCENARIOS,
