@@ -47,7 +47,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-install-bench: $(BENCH_STAMP) ## Install the benchmark tools (Locust, matplotlib)
+install-bench: $(BENCH_STAMP) ## Install the benchmark tools (Locust, matplotlib, aiohttp, uvloop; wrk comes from apt)
 
 bench: $(BENCH_STAMP) ## Ticket-sale benchmark: Afisha against the row-lock baseline (benchmarks/README.md); BENCH_ARGS=--quick for a smoke run
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
