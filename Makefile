@@ -48,9 +48,12 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-install-bench: $(BENCH_STAMP) ## Install the benchmark tools (Locust, matplotlib)
+install-bench: $(BENCH_STAMP) ## Install the benchmark tools (Locust, matplotlib, aiohttp, uvloop; wrk comes from apt)
 
-bench: $(BENCH_STAMP) ## Ticket-sale benchmark: Afisha against the row-lock baseline (benchmarks/README.md)
+bench: $(BENCH_STAMP) ## Ticket-sale benchmark: Afisha against the row-lock baseline (benchmarks/README.md); BENCH_ARGS=--quick for a smoke run
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -q wrk >/dev/null; } || command -v wrk >/dev/null || \
+	  { echo "make bench needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS)"; exit 1; }
 	$(BIN)/python -m benchmarks.bench $(BENCH_ARGS)
 
 clean: ## Remove the virtual environment and local data

@@ -3,17 +3,20 @@
 1. A fresh database (on ``AFISHA_BENCH_DATABASE_URL``'s server, or an embedded PostgreSQL this
    script starts) and the platform (``afisha run``, rate limits off) on it.
 2. Prepare through the public API: ``--users`` accounts registered and logged in, an
-   organization, a hot event, 100 spread-sale events and 100 browse events with paid ticket
-   types, published. The same events go into the baseline's tables; the plan (users, tokens,
-   ids) is written to ``results/plan.json``.
-3. The platform is stopped and the baseline (``benchmarks/baseline``, one uvicorn process on the
-   same database) runs every scenario; then the baseline is stopped, the platform started again
-   and the same scenarios run against it, with the same users, spawn rate and limits. Nothing of
-   one target runs while the other is measured. After each Afisha scenario the work queued
-   behind it (outboxes, payments for the new registrations) is left to finish before the next.
-4. The database is audited, the side-by-side table printed (``benchmarks/report.py``) and the
-   Locust CSVs and a PNG plot left in ``results/``. The last line is
-   ``reserve_ratio=<x.xx> p99_ms=<n> oversell=<n> errors_5xx=<n>``.
+   organization, the events of every scenario with paid ticket types, published. The same
+   events go into the baseline's tables; the plan (users, tokens, ids) is written to
+   ``results/plan.json``.
+3. The capacity pass (``benchmarks/capacity.py``): per scenario (flash sale, spread sale,
+   browse) a fresh platform, then wrk rounds alternating baseline and Afisha, each followed by
+   the wait until it is settled; the flash sale's open-loop latency at the baseline's maximum
+   rate, the first reservation on never-touched events, and many events on sale at once
+   (the platform's RSS over idle).
+4. The Locust pass (the user-facing load test): per scenario the baseline with the platform
+   stopped, then a fresh platform; the work queued behind Afisha is left to finish.
+5. The database is audited, the tables printed (``benchmarks/report.py``), the Locust CSVs and
+   a PNG plot left in ``results/``. The last line is
+   ``sale_ratio=… settled_ratio=… spread_ratio=… browse_ratio=… p99_ms=… cold_p99_ms=…
+   oversell=… errors_5xx=…``.
 
 AMQP and Redis come from ``AFISHA_AMQP_URL`` / ``AFISHA_REDIS_URL`` when set (a queue exchange
 and key prefix of the run's own), otherwise the platform's embedded defaults.
@@ -43,7 +46,7 @@ import asyncpg
 import httpx
 import psutil
 
-from benchmarks import report
+from benchmarks import capacity, processes, report
 from cluster.embedded import EmbeddedPostgres
 from cluster.ports import free_port, serve_private_ports, wait_until_healthy
 from cluster.settings import SERVICES, schema_of
@@ -53,7 +56,9 @@ ROOT = HERE.parent
 PASSWORD = "bench password 123"
 ADMIN_EMAIL = "admin@bench.afisha.example.org"
 SCENARIOS = ("Session", "FlashSale", "SpreadSale", "Browse")
+CAPACITY = ("FlashSale", "SpreadSale", "Browse")
 MAX_CONNECTIONS = 300
+UNLIMITED = 10**6  # seats of the events the capacity pass sells without selling them out
 
 
 @dataclass
@@ -67,6 +72,10 @@ class Options:
     spread_quantity: int
     price: int
     results: Path
+    spread_events: int = 100
+    browse_events: int = 100
+    cold_events: int = 100
+    many_events: int = 1000
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
 
@@ -147,14 +156,30 @@ class Platform:
         self.env["AFISHA_REDIS_KEY_PREFIX"] = f"afisha-bench-{options.run_id}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        log = self.log.open("ab")
-        began = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"],
-                                        env=self.env, cwd=self.work, stdout=log,
-                                        stderr=subprocess.STDOUT)
-        wait_healthy(self.process, f"{self.base_url}/actuator/health", self.log)
-        print(f"  platform healthy in {time.monotonic() - began:.1f} s", flush=True)
+    def start(self, attempts: int = 2) -> None:
+        """Start ``afisha run`` and wait until healthy; on a loaded machine Ray's own startup
+        can time out, so a failed start is tried again once."""
+        for attempt in range(1, attempts + 1):
+            log = self.log.open("ab")
+            began = time.monotonic()
+            self.process = subprocess.Popen([sys.executable, "-m", "cluster.cli", "run"],
+                                            env=self.env, cwd=self.work, stdout=log,
+                                            stderr=subprocess.STDOUT)
+            try:
+                wait_healthy(self.process, f"{self.base_url}/actuator/health", self.log)
+            except SystemExit as exc:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                print(f"  the platform did not start ({str(exc).splitlines()[0]}), "
+                      "trying again", flush=True)
+                continue
+            print(f"  platform healthy in {time.monotonic() - began:.1f} s", flush=True)
+            return
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -241,11 +266,16 @@ def prepare(base_url: str, options: Options) -> dict[str, Any]:
             http.post(f"/api/v1/events/{event_id}/publish", headers=auth).raise_for_status()
             return {"event_id": event_id, "ticket_type_id": tt.json()["id"]}
 
+        def events(title: str, count: int, quantity: int) -> list[dict[str, str]]:
+            return list(pool.map(lambda i: event(f"{title} {i}", quantity), range(count)))
+
         with ThreadPoolExecutor(8) as pool:  # httpx.Client is safe to share across threads
             hot = event("Flash sale", options.hot_quantity)
-            spread = list(pool.map(lambda i: event(f"Spread {i}", options.spread_quantity),
-                                   range(100)))
-            browse = list(pool.map(lambda i: event(f"Browse {i}", 10**6), range(100)))
+            capacity_hot = event("Flash sale (capacity pass)", UNLIMITED)
+            spread = events("Spread", options.spread_events, options.spread_quantity)
+            browse = events("Browse", options.browse_events, UNLIMITED)
+            cold = events("Cold", options.cold_events, 10)
+            many = events("Many", options.many_events, 10)
         owner_id = owner["user"]["id"]
 
     def user(n: int) -> dict[str, str]:
@@ -255,11 +285,15 @@ def prepare(base_url: str, options: Options) -> dict[str, Any]:
 
     with ThreadPoolExecutor(8) as pool:
         users = list(pool.map(user, range(options.users)))
-    return {"hot": hot, "spread": spread, "browse": browse, "users": users,
+    return {"hot": hot, "capacity_hot": capacity_hot, "spread": spread, "browse": browse,
+            "cold": cold, "many": many, "users": users,
             "organization_id": org.json()["id"], "owner_id": owner_id,
+            "owner_token": owner["access_token"],
             "quantities": {hot["ticket_type_id"]: options.hot_quantity,
+                           capacity_hot["ticket_type_id"]: UNLIMITED,
                            **{t["ticket_type_id"]: options.spread_quantity for t in spread},
-                           **{t["ticket_type_id"]: 10**6 for t in browse}}}
+                           **{t["ticket_type_id"]: UNLIMITED for t in browse},
+                           **{t["ticket_type_id"]: 10 for t in cold + many}}}
 
 
 async def seed_baseline(database_url: str, plan: dict[str, Any], price: int) -> None:
@@ -267,7 +301,8 @@ async def seed_baseline(database_url: str, plan: dict[str, Any], price: int) -> 
     try:
         await conn.execute((HERE / "baseline" / "schema.sql").read_text())
         start = datetime.now(UTC) + timedelta(days=30)
-        rows = [plan["hot"], *plan["spread"], *plan["browse"]]
+        rows = [plan["hot"], plan["capacity_hot"], *plan["spread"], *plan["browse"],
+                *plan["cold"], *plan["many"]]
         await conn.executemany(
             "INSERT INTO bench_baseline.events (id, organization_id, title, venue, starts_at, "
             "ends_at, status) VALUES ($1, $2, $3, 'Hall', $4, $5, 'published')",
@@ -283,56 +318,6 @@ async def seed_baseline(database_url: str, plan: dict[str, Any], price: int) -> 
 
 
 # --- running the scenarios ----------------------------------------------------------------
-def component(proc: psutil.Process) -> str:
-    """Which part of the system a process is, for the CPU-by-component table."""
-    try:
-        cmdline = proc.cmdline()
-        name = proc.name()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return "other"
-    first = cmdline[0] if cmdline else name
-    if first.startswith("ray::ServeReplica:"):  # "...:afisha:Gateway" or ".Gateway.method()"
-        return first.removeprefix("ray::ServeReplica:").split(":", 1)[-1].split(".")[0]
-    if first.startswith("ray::InventoryActor"):
-        return "inventory actors"
-    if first.startswith("ray::") or "ray/core" in first or "raylet" in name or "gcs_server" in name:
-        return "ray (controller, proxy, dashboard, gcs)"
-    if "locust" in " ".join(cmdline[:3]):
-        return "locust (load generator)"
-    if "benchmarks.baseline" in " ".join(cmdline):
-        return "baseline"
-    for label in ("postgres", "haproxy", "beam.smp", "redis-server"):
-        if label in name or label in first:
-            return {"beam.smp": "rabbitmq", "redis-server": "redis"}.get(label, label)
-    return "other"
-
-
-def cpu_by_process() -> dict[int, tuple[str, float]]:
-    found: dict[int, tuple[str, float]] = {}
-    for proc in psutil.process_iter():
-        try:
-            times = proc.cpu_times()
-            found[proc.pid] = (component(proc), times.user + times.system)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def cpu_delta(before: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds per component since ``before`` (processes started since count from 0)."""
-    totals: dict[str, float] = {}
-    for pid, (name, used) in cpu_by_process().items():
-        earlier = before.get(pid)
-        spent = used - earlier[1] if earlier and earlier[0] == name else used
-        totals[name] = totals.get(name, 0.0) + max(spent, 0.0)
-    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v > 0.05}
-
-
-def busy_cpu_seconds() -> float:
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
-
-
 def run_locust(scenario: str, target: str, base_url: str, plan_path: Path,
                options: Options, checkout: bool) -> dict[str, Any]:
     seconds = {"Browse": options.browse_seconds,
@@ -347,7 +332,7 @@ def run_locust(scenario: str, target: str, base_url: str, plan_path: Path,
                scenario]
     print(f"  {scenario} against {target} ({options.users} users, up to {seconds} s)",
           flush=True)
-    cpu_before, processes, began = busy_cpu_seconds(), cpu_by_process(), time.monotonic()
+    snapshot, began = processes.cpu_snapshot(), time.monotonic()
     process = psutil.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=(options.results / f"{scenario.lower()}_{target}.log").open("w"))
     locust_cpu = 0.0
@@ -359,11 +344,16 @@ def run_locust(scenario: str, target: str, base_url: str, plan_path: Path,
             break
         time.sleep(0.2)
     elapsed = time.monotonic() - began
-    server_cpu = max(busy_cpu_seconds() - cpu_before - locust_cpu, 0.0)
+    by_component = processes.cpu_delta(snapshot)
     return {"scenario": scenario, "target": target, "elapsed_s": elapsed,
-            "server_cpu_s": server_cpu, "locust_cpu_s": locust_cpu,
-            "cpu_by_component": cpu_delta(processes),
-            **report.read_locust(prefix)}
+            "server_cpu_s": server_cpu(by_component), "locust_cpu_s": locust_cpu,
+            "cpu_by_component": by_component, **report.read_locust(prefix)}
+
+
+def server_cpu(by_component: dict[str, float]) -> float:
+    """CPU seconds of the system under test: every component but the load generators."""
+    return sum(v for k, v in by_component.items()
+               if not k.startswith(("locust", "wrk", "bench driver")))
 
 
 async def backlog(database_url: str) -> int:
@@ -393,32 +383,234 @@ def drain(database_url: str, limit_s: float) -> tuple[float, int]:
     return time.monotonic() - began, left
 
 
-def main() -> None:
+
+def declare_hot(base_url: str, token: str, event_ids: list[str]) -> list[str]:
+    """Declare events hot as their organizer (``POST /api/v1/events/{id}/hot``); what each
+    answer was, for the log. Code without the route answers 404: the run goes on."""
+    said = []
+    with httpx.Client(base_url=base_url, timeout=60,
+                      headers={"Authorization": f"Bearer {token}"}) as http:
+        for event_id in event_ids:
+            answer = http.post(f"/api/v1/events/{event_id}/hot", json={"hot": True})
+            note = f"POST /api/v1/events/{event_id}/hot: {answer.status_code}"
+            if answer.status_code == 404:
+                note += " (no such route or event on this code: going on without)"
+            elif answer.status_code >= 400:
+                note += f" {answer.text[:300]}"
+            said.append(note)
+            print(f"  {note}", flush=True)
+    return said
+
+
+def capacity_pass(args: argparse.Namespace, options: Options, plan: dict[str, Any],
+                  platform: Platform, baseline: Baseline, database_url: str) -> dict[str, Any]:
+    """wrk rounds per scenario on a fresh platform; open-loop latency; cold events."""
+    tokens = [u["token"] for u in plan["users"]]
+    url = plain_url(database_url)
+    common = {"tokens": tokens, "seconds": args.round_seconds, "connections": options.users,
+              "threads": args.wrk_threads, "database_url": url, "results": options.results,
+              "run_id": options.run_id, "settle_limit_s": args.settle_seconds}
+    targets = {"FlashSale": ("reserve", [plan["capacity_hot"]], []),
+               "SpreadSale": ("reserve", plan["spread"], []),
+               "Browse": ("browse", plan["browse"][:5], [b["event_id"] for b in plan["browse"]])}
+    out: dict[str, Any] = {"rounds": [], "hot": [], "open_loop": {}, "cold": {}}
+    for scenario in args.capacity:
+        print(f"capacity: {scenario}, {args.rounds} rounds each of {args.round_seconds:.0f} s, "
+              f"{options.users} connections", flush=True)
+        if platform.process is None:  # the first runs on the platform that prepared the plan
+            platform.start()
+        afisha = capacity.Side("afisha", platform.base_url, platform.pid)
+        base = capacity.Side("baseline", baseline.base_url)
+        if scenario == "FlashSale":
+            out["hot"] = declare_hot(platform.base_url, plan["owner_token"],
+                                     [plan["capacity_hot"]["event_id"]])
+        mode, chosen, browse = targets[scenario]
+        out["rounds"] += capacity.alternate(base, afisha, args.rounds, scenario=scenario,
+                                            mode=mode, targets=chosen, browse=browse, **common)
+        if scenario == "FlashSale":
+            rate = capacity.median_of(out["rounds"], "FlashSale", "baseline", "sale_rate")
+            out["open_loop"] = open_loop_flash(args, plan, tokens, base, afisha, rate, url)
+        if scenario == "SpreadSale" and plan["cold"]:
+            out["cold"] = cold_events(args, plan, tokens, base, afisha)
+        platform.stop()
+    return out
+
+
+def open_loop_flash(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str],
+                    base: capacity.Side, afisha: capacity.Side, rate: float,
+                    database_url: str) -> dict[str, Any]:
+    """Both sides at the same arrival rate, the baseline's median maximum, on the hot event."""
+    count = max(int(rate * args.open_seconds), 1)
+    out: dict[str, Any] = {}
+    for side in (base, afisha):
+        calls = [capacity.reservation(plan["capacity_hot"], tokens[i % len(tokens)],
+                                      f"open-{side.name}-{i}-{uuid.uuid4().hex}")
+                 for i in range(count)]
+        print(f"  open loop: {side.name} at {rate:.0f}/s for {args.open_seconds:.0f} s",
+              flush=True)
+        result = capacity.open_loop(side.base_url, calls, rate)
+        capacity.wait_settled(database_url, side.name, [plan["capacity_hot"]["event_id"]],
+                              time.monotonic(), args.settle_seconds)
+        capacity.wait_quiet(side.pid, 30)
+        print(f"    p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
+              f"{result['reserved']} reserved, {result['failed']} failed, "
+              f"5xx {result['errors_5xx']}", flush=True)
+        out[side.name] = result
+    return out
+
+
+def cold_events(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str],
+                base: capacity.Side, afisha: capacity.Side) -> dict[str, Any]:
+    """The first reservation on each never-touched event, at a fixed arrival rate, on each
+    side (each has its own tables: the same events are cold on both)."""
+    out: dict[str, Any] = {}
+    for side in (base, afisha):
+        calls = [capacity.reservation(e, tokens[i % len(tokens)], f"cold-{uuid.uuid4().hex}")
+                 for i, e in enumerate(plan["cold"])]
+        result = capacity.open_loop(side.base_url, calls, args.cold_rate)
+        print(f"  cold events: {side.name}, {len(calls)} at {args.cold_rate:.0f}/s: p50 "
+              f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
+              f"{result['failed']} failed", flush=True)
+        out[side.name] = result
+    return out
+
+
+def many_events(args: argparse.Namespace, plan: dict[str, Any], platform: Platform,
+                database_url: str) -> dict[str, Any]:
+    """Every one of the plan's many events gets a reservation on a fresh platform; the
+    platform's RSS (all its processes) before and after. Sending stops early when the RSS
+    over idle passes ``--many-rss-limit-gib`` (or the machine runs low on memory)."""
+    tokens = [u["token"] for u in plan["users"]]
+    platform.start()
+    time.sleep(args.idle_seconds)
+    assert platform.pid is not None
+    idle = processes.tree_rss(platform.pid)
+    limit = args.many_rss_limit_gib * 2**30
+
+    def stop() -> str | None:
+        over = processes.tree_rss(platform.pid or 0) - idle
+        if over > limit:
+            return f"RSS over idle passed {args.many_rss_limit_gib} GiB"
+        if psutil.virtual_memory().available < 3 * 2**30:
+            return "less than 3 GiB of memory left on the machine"
+        return None
+
+    calls = [capacity.reservation(e, tokens[i % len(tokens)], f"many-{uuid.uuid4().hex}")
+             for i, e in enumerate(plan["many"])]
+    print(f"many events: {len(calls)} events, one reservation each, "
+          f"{args.many_concurrency} at a time", flush=True)
+    result = capacity.closed_loop(platform.base_url, calls, args.many_concurrency, stop)
+    peak = processes.tree_rss(platform.pid)
+    capacity.wait_settled(plain_url(database_url), "afisha",
+                          [e["event_id"] for e in plan["many"]], time.monotonic(),
+                          args.settle_seconds)
+    after = processes.tree_rss(platform.pid)
+    result.update(events=len(calls), idle_rss_gib=idle / 2**30, after_rss_gib=after / 2**30,
+                  peak_rss_gib=max(peak, after) / 2**30,
+                  over_idle_gib=(max(peak, after) - idle) / 2**30,
+                  refused=result["failed"] + result["not_sent"])
+    print(f"  {result['reserved']} reserved, {result['refused']} refused or not sent "
+          f"({result['stopped'] or 'all sent'}), RSS idle {result['idle_rss_gib']:.2f} GiB, "
+          f"peak {result['peak_rss_gib']:.2f} GiB (+{result['over_idle_gib']:.2f}), "
+          f"in {result['elapsed_s']:.1f} s", flush=True)
+    platform.stop()
+    return result
+
+
+def locust_pass(args: argparse.Namespace, options: Options, plan: dict[str, Any],
+                plan_path: Path, platform: Platform, baseline: Baseline,
+                database_url: str) -> list[dict[str, Any]]:
+    """Locust per scenario: the baseline with the platform stopped, then a fresh platform."""
+    runs: list[dict[str, Any]] = []
+    for scenario in args.scenarios:
+        print(f"locust: {scenario}", flush=True)
+        baseline.start()
+        runs.append(run_locust(scenario, "baseline", baseline.base_url, plan_path, options,
+                               checkout=False))
+        baseline.stop()
+        platform.start()
+        if scenario == "FlashSale":
+            declare_hot(platform.base_url, plan["owner_token"], [plan["hot"]["event_id"]])
+        runs.append(run_locust(scenario, "afisha", platform.base_url, plan_path, options,
+                               checkout=True))
+        snapshot = processes.cpu_snapshot()
+        waited, left = drain(database_url, args.drain_seconds)
+        runs[-1].update(drain_s=waited, drain_left=left,
+                        drain_cpu_s=server_cpu(processes.cpu_delta(snapshot)))
+        print(f"  backlog (outboxes, payments to create) worked off in {waited:.0f} s, "
+              f"{left} left", flush=True)
+        if scenario != args.scenarios[-1]:
+            platform.stop()
+    return runs
+
+
+QUICK = {"rounds": 1, "round_seconds": 4, "open_seconds": 4, "hot_quantity": 1000,
+         "spread_events": 20, "browse_events": 20, "cold_events": 20, "many_events": 100,
+         "max_seconds": 30, "idle_seconds": 3, "settle_seconds": 60, "drain_seconds": 60}
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=64, help="concurrent clients (64)")
-    parser.add_argument("--spawn-rate", type=float, default=64, help="users started per second")
-    parser.add_argument("--max-seconds", type=int, default=90,
-                        help="cap on each sale scenario; a sale normally ends when sold out")
-    parser.add_argument("--browse-seconds", type=int, default=30)
-    parser.add_argument("--session-seconds", type=int, default=20)
-    parser.add_argument("--hot-quantity", type=int, default=15000)
-    parser.add_argument("--spread-quantity", type=int, default=150, help="seats per event")
-    parser.add_argument("--price", type=int, default=150000, help="minor units (RUB kopecks)")
-    parser.add_argument("--drain-seconds", type=float, default=120,
-                        help="longest wait for Afisha's backlog after each scenario")
-    parser.add_argument("--results", type=Path, default=HERE / "results")
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    add = parser.add_argument
+    add("--quick", action="store_true",
+        help="a short smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                               for k, v in QUICK.items()))
+    add("--users", type=int, default=64, help="prepared users = wrk connections = Locust users")
+    add("--rounds", type=int, default=3, help="wrk rounds per side and scenario (3)")
+    add("--round-seconds", type=float, default=10, help="length of a wrk round (10)")
+    add("--wrk-threads", type=int, default=2)
+    add("--open-seconds", type=float, default=15, help="length of the open-loop run (15)")
+    add("--cold-rate", type=float, default=20, help="arrivals/s of first reservations (20)")
+    add("--settle-seconds", type=float, default=120,
+        help="longest wait for a round to settle (payments and analytics rows)")
+    add("--capacity", nargs="*", default=list(CAPACITY), choices=CAPACITY,
+        help="capacity-pass scenarios (all)")
+    add("--many-events", type=int, default=1000, help="events on sale at once (1000)")
+    add("--many-concurrency", type=int, default=16)
+    add("--many-rss-limit-gib", type=float, default=2.0,
+        help="stop sending in the many-events scenario past this RSS over idle (2 GiB)")
+    add("--idle-seconds", type=float, default=10, help="idle time before measuring idle RSS")
+    add("--spread-events", type=int, default=100)
+    add("--browse-events", type=int, default=100)
+    add("--cold-events", type=int, default=100, help="never-touched events")
+    add("--spawn-rate", type=float, default=64, help="Locust users started per second")
+    add("--max-seconds", type=int, default=60,
+        help="cap on each Locust sale scenario; a sale normally ends when sold out")
+    add("--browse-seconds", type=int, default=30)
+    add("--session-seconds", type=int, default=20)
+    add("--hot-quantity", type=int, default=5000, help="seats of the Locust flash sale")
+    add("--spread-quantity", type=int, default=UNLIMITED, help="seats per spread event")
+    add("--price", type=int, default=150000, help="minor units (RUB kopecks)")
+    add("--drain-seconds", type=float, default=60,
+        help="longest wait for Afisha's backlog after each Locust scenario")
+    add("--results", type=Path, default=HERE / "results")
+    add("--scenarios", nargs="*", default=["FlashSale"], choices=SCENARIOS,
+        help="Locust scenarios (FlashSale)")
     args = parser.parse_args()
+    if args.quick:
+        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in sys.argv[1:]}
+        for key, value in QUICK.items():
+            if key not in given:
+                setattr(args, key, value)
+    return args
+
+
+def main() -> None:
+    args = arguments()
     options = Options(args.users, args.spawn_rate, args.max_seconds, args.browse_seconds,
                       args.session_seconds, args.hot_quantity, args.spread_quantity, args.price,
-                      args.results.resolve())
+                      args.results.resolve(), spread_events=args.spread_events,
+                      browse_events=args.browse_events, cold_events=args.cold_events,
+                      many_events=args.many_events)
+    capacity.wrk_binary()
     options.results.mkdir(parents=True, exist_ok=True)
-    for log in ("afisha-run.log", "baseline.log"):
+    for log in ("afisha-run.log", "baseline.log", "wrk.log"):
         (options.results / log).unlink(missing_ok=True)
     began = time.monotonic()
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="afisha-bench-")))
+        processes.MARKERS["data_dir"] = str(work)
         server_url = os.environ.get("AFISHA_BENCH_DATABASE_URL")
         if not server_url:
             server_url = start_embedded(work, stack)
@@ -430,36 +622,41 @@ def main() -> None:
         platform = Platform(database_url, options, work)
         stack.callback(platform.stop)
         platform.start()
+        prepared = time.monotonic()
         plan = prepare(platform.base_url, options)
-        platform.stop()
         asyncio.run(seed_baseline(database_url, plan, options.price))
         plan_path = options.results / "plan.json"
         plan_path.write_text(json.dumps(plan))
-        print(f"prepared {len(plan['users'])} users, {len(plan['quantities'])} events",
-              flush=True)
+        print(f"prepared {len(plan['users'])} users, {len(plan['quantities'])} events in "
+              f"{time.monotonic() - prepared:.0f} s", flush=True)
 
-        runs: list[dict[str, Any]] = []
         baseline = Baseline(database_url, options, work)
         stack.callback(baseline.stop)
         baseline.start()
-        for scenario in args.scenarios:
-            runs.append(run_locust(scenario, "baseline", baseline.base_url, plan_path, options,
-                                   checkout=False))
+        found = capacity_pass(args, options, plan, platform, baseline, database_url)
         baseline.stop()
-
-        platform.start()
-        for scenario in args.scenarios:
-            runs.append(run_locust(scenario, "afisha", platform.base_url, plan_path, options,
-                                   checkout=True))
-            cpu_before = busy_cpu_seconds()
-            waited, left = drain(database_url, args.drain_seconds)
-            runs[-1].update(drain_s=waited, drain_left=left,
-                            drain_cpu_s=busy_cpu_seconds() - cpu_before)
-            print(f"  backlog (outboxes, payments to create) worked off in {waited:.0f} s, "
-                  f"{left} left", flush=True)
-        audit = asyncio.run(report.audit(plain_url(database_url), plan, runs))
+        if plan["many"]:
+            found["many"] = many_events(args, plan, platform, database_url)
+        runs = locust_pass(args, options, plan, plan_path, platform, baseline, database_url)
+        if platform.process is None:
+            platform.start()
+        audit = asyncio.run(report.audit(plain_url(database_url), plan, runs,
+                                         extra_reserved=client_reserved(found)))
         platform.stop()
-    report.write(options.results, runs, audit, time.monotonic() - began)
+    report.write(options.results, runs, audit, time.monotonic() - began, found, vars(args))
+
+
+def client_reserved(found: dict[str, Any]) -> dict[str, int]:
+    """201s the capacity pass's clients saw, per target (for the audit's unaccounted rows)."""
+    seen = {"afisha": 0, "baseline": 0}
+    for r in found["rounds"]:
+        seen[r["target"]] += r["reserved"]
+    for part in ("open_loop", "cold"):
+        for target, result in found.get(part, {}).items():
+            seen[target] += result["reserved"]
+    if "many" in found:
+        seen["afisha"] += found["many"]["reserved"]
+    return seen
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import csv
 import json
 import platform
 import re
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,8 @@ def read_locust(prefix: Path) -> dict[str, Any]:
 
 
 async def audit(database_url: str, plan: dict[str, Any], runs: list[dict[str, Any]],
-                payment_wait_s: float = 120) -> dict[str, dict[str, Any]]:
+                payment_wait_s: float = 120, extra_reserved: dict[str, int] | None = None,
+                ) -> dict[str, dict[str, Any]]:
     """Per target: seats over quantity, rows against what clients saw; Afisha's paid sample."""
     conn = await asyncpg.connect(database_url)
     result: dict[str, dict[str, Any]] = {}
@@ -56,6 +58,7 @@ async def audit(database_url: str, plan: dict[str, Any], runs: list[dict[str, An
             by_id = {r["id"]: r for r in rows}
             hot = by_id.get(plan["hot"]["ticket_type_id"])
             seen = sum(r["reserved"] for r in runs if r["target"] == target)
+            seen += (extra_reserved or {}).get(target, 0)
             result[target] = {
                 "oversell": sum(max(0, r["active"] - r["quantity"]) for r in rows),
                 "registrations": sum(r["rows"] for r in rows), "client_reserved": seen,
@@ -67,7 +70,8 @@ async def audit(database_url: str, plan: dict[str, Any], runs: list[dict[str, An
                 "(SELECT coalesce(sum(quantity), 0) FROM bench_baseline.registrations r "
                 " WHERE r.ticket_type_id = t.id AND r.status = ANY($1::text[]))", list(ACTIVE))
             result["baseline"]["counter_drift"] = int(drift)
-        result["afisha"].update(await paid_sample(conn, plan, payment_wait_s))
+        if any(r["target"] == "afisha" and r["scenario"] == "FlashSale" for r in runs):
+            result["afisha"].update(await paid_sample(conn, plan, payment_wait_s))
     finally:
         await conn.close()
     for values in result.values():
@@ -201,35 +205,195 @@ def _num(value: str) -> float:
         return float("nan")
 
 
+def _median(found: dict[str, Any], scenario: str, target: str, key: str) -> float:
+    values = [r[key] for r in found.get("rounds", [])
+              if r["scenario"] == scenario and r["target"] == target]
+    return float(statistics.median(values)) if values else 0.0
+
+
+def capacity_ratios(found: dict[str, Any]) -> dict[str, float]:
+    """Afisha ÷ baseline of the medians over the wrk rounds."""
+    def ratio(scenario: str, key: str) -> float:
+        return _ratio(_median(found, scenario, "afisha", key),
+                      _median(found, scenario, "baseline", key))
+    return {"sale_ratio": ratio("FlashSale", "sale_rate"),
+            "settled_ratio": ratio("FlashSale", "settled_rate"),
+            "spread_ratio": ratio("SpreadSale", "sale_rate"),
+            "browse_ratio": ratio("Browse", "ok_rate")}
+
+
+def capacity_tables(found: dict[str, Any]) -> list[str]:
+    rounds = found.get("rounds", [])
+    if not rounds:
+        return []
+    lines = ["## Capacity pass (wrk, alternating rounds)", "",
+             "| scenario | target | round | 201s | sale /s | 2xx /s | settled after s | "
+             "settled /s | unsettled | p50 ms | p99 ms | 5xx | timeouts | socket errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rounds:
+        lines.append(
+            f"| {r['scenario']} | {r['target']} | {r['round']} | {r['reserved']} "
+            f"| {r['sale_rate']:.0f} | {r['ok_rate']:.0f} | {r['settled_s']:.1f} "
+            f"| {r['settled_rate']:.0f} | {r['unsettled']} | {r['p50_ms']:.0f} "
+            f"| {r['p99_ms']:.0f} | {r['errors_5xx']} | {r['timeouts']} "
+            f"| {r['socket_errors']} |")
+    lines += ["", "| scenario (medians) | baseline | afisha | Afisha / baseline |",
+              "|---|---|---|---|"]
+    for scenario, key, label in (("FlashSale", "sale_rate", "sale rate, reservations/s"),
+                                 ("FlashSale", "settled_rate", "settled rate, reservations/s"),
+                                 ("SpreadSale", "sale_rate", "sale rate, reservations/s"),
+                                 ("SpreadSale", "settled_rate", "settled rate, reservations/s"),
+                                 ("Browse", "ok_rate", "2xx answers/s")):
+        b, a = (_median(found, scenario, t, key) for t in ("baseline", "afisha"))
+        if a or b:
+            lines.append(f"| {scenario}: {label} | {b:.0f} | {a:.0f} | {_ratio(a, b):.2f} |")
+    for scenario in ("FlashSale", "SpreadSale", "Browse"):
+        lines += cpu_per_reservation(rounds, scenario)
+    return lines
+
+
+def cpu_per_reservation(rounds: list[dict[str, Any]], scenario: str) -> list[str]:
+    """CPU ms per reservation (Browse: per 2xx answer) by component, over all of a side's
+    rounds, each round's sale and settlement together."""
+    per: dict[str, dict[str, float]] = {}
+    for target in ("baseline", "afisha"):
+        mine = [r for r in rounds if r["scenario"] == scenario and r["target"] == target]
+        done = sum(r["ok" if scenario == "Browse" else "reserved"] for r in mine)
+        totals: dict[str, float] = {}
+        for r in mine:
+            for name, seconds in r["cpu_by_component"].items():
+                totals[name] = totals.get(name, 0.0) + seconds
+        per[target] = {k: 1000 * v / done for k, v in totals.items()} if done else {}
+    if not any(per.values()):
+        return []
+    names = sorted({n for v in per.values() for n in v}, key=lambda n: -max(
+        v.get(n, 0.0) for v in per.values()))
+    unit = "2xx answer" if scenario == "Browse" else "reservation"
+    lines = ["", f"| {scenario}: CPU ms per {unit} (wrk rounds, sale + settlement) "
+                 "| baseline rounds | afisha rounds |", "|---|---|---|"]
+    for name in names:
+        lines.append(f"| {name} | {per['baseline'].get(name, 0.0):.2f} "
+                     f"| {per['afisha'].get(name, 0.0):.2f} |")
+    for target in ("baseline", "afisha"):
+        per[target]["total"] = sum(per[target].values())
+    lines.append(f"| total | {per['baseline']['total']:.2f} | {per['afisha']['total']:.2f} |")
+    return lines
+
+
+def latency_tables(found: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for part, title in (("open_loop", "Flash sale, open loop at the baseline's median maximum"),
+                        ("cold", "First reservation on a never-touched event (open loop)")):
+        if not found.get(part):
+            continue
+        lines += ["", f"| {title} | rate /s | sent | 201s | p50 ms | p99 ms | max ms | failed "
+                      "| 5xx |", "|---|---|---|---|---|---|---|---|---|"]
+        for target in ("baseline", "afisha"):
+            r = found[part].get(target)
+            if r:
+                lines.append(f"| {target} | {r['rate']:.0f} | {r['sent']} | {r['reserved']} "
+                             f"| {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} "
+                             f"| {r['failed']} | {r['errors_5xx']} |")
+    many = found.get("many")
+    if many:
+        lines += ["", "| Many events on sale at once (Afisha) | |", "|---|---|",
+                  f"| events, one reservation each | {many['events']} |",
+                  f"| 201s / refused or not sent | {many['reserved']} / {many['refused']} |",
+                  f"| stopped early | {many['stopped'] or 'no'} |",
+                  f"| platform RSS idle / peak / after GiB | {many['idle_rss_gib']:.2f} / "
+                  f"{many['peak_rss_gib']:.2f} / {many['after_rss_gib']:.2f} |",
+                  f"| RSS over idle GiB | {many['over_idle_gib']:.2f} |",
+                  f"| p50 / p99 ms (closed loop) | {many['p50_ms']:.0f} / {many['p99_ms']:.0f} |",
+                  f"| took s | {many['elapsed_s']:.1f} |"]
+    return lines
+
+
+def errors_5xx_of(runs: list[dict[str, Any]], found: dict[str, Any]) -> int:
+    """Every 5xx Afisha answered, in both passes."""
+    total = sum(r["errors_5xx"] for r in runs if r["target"] == "afisha")
+    total += sum(r["errors_5xx"] for r in found.get("rounds", []) if r["target"] == "afisha")
+    for part in ("open_loop", "cold"):
+        total += found.get(part, {}).get("afisha", {}).get("errors_5xx", 0)
+    return int(total + found.get("many", {}).get("errors_5xx", 0))
+
+
+def targets_table(ratios: dict[str, float], found: dict[str, Any], oversell: int,
+                  errors_5xx: int) -> list[str]:
+    p99 = found.get("open_loop", {}).get("afisha", {}).get("p99_ms")
+    cold = found.get("cold", {}).get("afisha", {}).get("p99_ms")
+    many = found.get("many")
+
+    def check(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+    def ran(scenario: str) -> bool:
+        return any(r["scenario"] == scenario for r in found.get("rounds", []))
+    rows = [
+        ("flash sale, sale rate ≥ 2.5x", f"{ratios['sale_ratio']:.2f}x",
+         check(ratios["sale_ratio"] >= 2.5 if ran("FlashSale") else None)),
+        ("flash sale, open-loop p99 ≤ 150 ms", f"{p99:.0f} ms" if p99 is not None else "",
+         check(p99 <= 150 if p99 is not None else None)),
+        ("0 oversell", str(oversell), check(oversell == 0)),
+        ("0 5xx (all of Afisha's answers)", str(errors_5xx), check(errors_5xx == 0)),
+        ("flash sale, settled rate ≥ 1.5x", f"{ratios['settled_ratio']:.2f}x",
+         check(ratios["settled_ratio"] >= 1.5 if ran("FlashSale") else None)),
+        ("spread sale ≥ 1.5x", f"{ratios['spread_ratio']:.2f}x",
+         check(ratios["spread_ratio"] >= 1.5 if ran("SpreadSale") else None)),
+        ("cold event, first reservation p99 ≤ 50 ms", f"{cold:.0f} ms" if cold is not None
+         else "", check(cold <= 50 if cold is not None else None)),
+        ("many events, RSS over idle ≤ 1 GiB, none refused",
+         f"{many['over_idle_gib']:.2f} GiB, {many['refused']} refused" if many else "",
+         check(many["over_idle_gib"] <= 1 and many["refused"] == 0) if many else "n/a"),
+        ("browse ≥ 1x", f"{ratios['browse_ratio']:.2f}x",
+         check(ratios["browse_ratio"] >= 1 if ran("Browse") else None)),
+    ]
+    return ["", "| target | measured | |", "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
+
+
 def write(results: Path, runs: list[dict[str, Any]], audit: dict[str, dict[str, Any]],
-          elapsed_s: float) -> None:
+          elapsed_s: float, found: dict[str, Any], args: dict[str, Any]) -> None:
     machine = (f"{platform.node()}, {psutil.cpu_count()} CPUs, "
                f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python "
                f"{platform.python_version()}")
-    flash_a, flash_b = _run(runs, "FlashSale", "afisha"), _run(runs, "FlashSale", "baseline")
     session_a, session_b = _run(runs, "Session", "afisha"), _run(runs, "Session", "baseline")
-    reserve_ratio = _ratio(rate_of(flash_a), rate_of(flash_b)) if flash_a and flash_b else 0.0
     gateway_ratio = (_ratio(rate_of(session_a), rate_of(session_b))
                      if session_a and session_b else 0.0)
-    p99 = flash_a["names"].get("reserve", {}).get("p99", 0.0) if flash_a else 0.0
-    errors_5xx = sum(r["errors_5xx"] for r in runs if r["target"] == "afisha")
+    ratios = capacity_ratios(found)
+    p99 = found.get("open_loop", {}).get("afisha", {}).get("p99_ms", 0.0)
+    cold_p99 = found.get("cold", {}).get("afisha", {}).get("p99_ms", 0.0)
+    oversell = int(audit.get("afisha", {}).get("oversell", 0))
+    errors_5xx = errors_5xx_of(runs, found)
     lines = [f"# Ticket-sale benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-             f"machine: {machine}; whole run {elapsed_s / 60:.1f} min", "", *table(runs), "",
-             "| audit | baseline | afisha |", "|---|---|---|"]
+             f"machine: {machine}; whole run {elapsed_s / 60:.1f} min", "",
+             *targets_table(ratios, found, oversell, errors_5xx), "",
+             *capacity_tables(found), *latency_tables(found)]
+    if found.get("hot"):
+        lines += ["", "Declared hot: " + "; ".join(found["hot"])]
+    if runs:
+        lines += ["", "## Locust pass", "", *table(runs)]
+    lines += ["", "| audit (all passes) | baseline | afisha |", "|---|---|---|"]
     for key in ("oversell", "registrations", "client_reserved", "unaccounted", "hot_sold",
                 "hot_quantity", "counter_drift", "paid", "paid_confirmed"):
         lines.append(f"| {key} | {audit.get('baseline', {}).get(key, '')} "
                      f"| {audit.get('afisha', {}).get(key, '')} |")
-    lines += ["", *cpu_table(runs)]
-    drains = [f"{r['scenario']} {r['drain_s']:.0f} s ({r['drain_left']} left)"
-              for r in runs if "drain_s" in r]
-    lines += ["", "Afisha's backlog (outbox rows, payments to create) worked off after: "
-              + ", ".join(drains),
-              f"gateway_ratio={gateway_ratio:.2f}"]
+    if runs:
+        lines += ["", *cpu_table(runs)]
+        drains = [f"{r['scenario']} {r['drain_s']:.0f} s ({r['drain_left']} left)"
+                  for r in runs if "drain_s" in r]
+        lines += ["", "Afisha's backlog (outbox rows, payments to create) worked off after: "
+                  + ", ".join(drains)]
+    if session_a and session_b:
+        lines.append(f"gateway_ratio={gateway_ratio:.2f}")
     summary = "\n".join(lines)
     (results / "summary.md").write_text(summary + "\n")
-    (results / "runs.json").write_text(json.dumps({"runs": runs, "audit": audit}, indent=1))
+    (results / "runs.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in args.items()}, "runs": runs, "capacity": found,
+         "audit": audit}, indent=1))
     print(summary)
-    print(f"plot: {plot(results, runs)}")
-    print(f"reserve_ratio={reserve_ratio:.2f} p99_ms={p99:.0f} "
-          f"oversell={audit.get('afisha', {}).get('oversell', 0)} errors_5xx={errors_5xx}")
+    if runs:
+        print(f"plot: {plot(results, runs)}")
+    print(f"sale_ratio={ratios['sale_ratio']:.2f} settled_ratio={ratios['settled_ratio']:.2f} "
+          f"spread_ratio={ratios['spread_ratio']:.2f} browse_ratio={ratios['browse_ratio']:.2f} "
+          f"p99_ms={p99:.0f} cold_p99_ms={cold_p99:.0f} oversell={oversell} "
+          f"errors_5xx={errors_5xx}")

@@ -2,7 +2,10 @@
 
 A plain FastAPI + asyncpg service with the same public routes the benchmark calls and the same
 rows written per reservation as Afisha's event service (registration, reservation, idempotency
-key, ``registration.created`` outbox row). Overselling is prevented the usual way: each
+key, ``registration.created`` outbox row), and, in the same transaction as a monolith would,
+the rows Afisha's payment and analytics services write downstream of it (the pending payment,
+the ``registration.created`` analytics row), so a reservation is *settled* (both rows there) in
+the same sense on both sides. Overselling is prevented the usual way: each
 reservation is one transaction that takes ``SELECT … FOR UPDATE`` on the ticket type's row,
 checks the seats left, writes its rows and bumps the counter; concurrent buyers of one ticket
 type queue on that row lock.
@@ -206,9 +209,22 @@ async def write_registration(conn: asyncpg.Connection, tt: asyncpg.Record, user:
                     "amount": amount, "currency": tt["currency"],
                     "payment_mode": body.payment_mode, "prepayment_amount": prepayment,
                     "reservation_id": None if free else reservation_id}}
+    data = json.dumps(envelope["data"])
     await conn.execute("INSERT INTO outbox (message_id, type, aggregate_id, envelope) "
                        "VALUES ($1, 'registration.created', $2, $3::jsonb)",
                        message_id, registration_id, json.dumps(envelope))
+    await conn.execute(
+        "INSERT INTO domain_events (message_id, type, producer, occurred_at, correlation_id, "
+        "event_id, organization_id, user_id, data) VALUES ($1, 'registration.created', 'event', "
+        "now(), $2, $3, $4, $5, $6::jsonb)", message_id, envelope["correlation_id"],
+        tt["event_id"], tt["organization_id"], user, data)
+    if not free:
+        await conn.execute(
+            "INSERT INTO payments (id, registration_id, event_id, organization_id, user_id, kind, "
+            "status, amount, currency, provider) "
+            "VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, 'sandbox')",
+            uuid.uuid4(), registration_id, tt["event_id"], tt["organization_id"], user,
+            "prepayment" if prepayment else "full", prepayment or amount, tt["currency"])
     return row
 
 

@@ -1,6 +1,8 @@
 -- The baseline's tables: the rows Afisha's event service writes for a reservation
 -- (registration, reservation, idempotency key, outbox event), plus the counter of seats taken
--- that the row-lock design keeps on the ticket type.
+-- that the row-lock design keeps on the ticket type, plus what Afisha's payment and analytics
+-- services write downstream of it (the pending payment, the recorded domain event), which a
+-- monolith writes in the reservation's own transaction.
 CREATE SCHEMA IF NOT EXISTS bench_baseline;
 SET search_path TO bench_baseline;
 
@@ -73,3 +75,35 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at timestamptz NOT NULL DEFAULT now(),
     sent_at timestamptz
 );
+
+-- A registration's pending payment, as payment_service.payments has it.
+CREATE TABLE IF NOT EXISTS payments (
+    id uuid PRIMARY KEY,
+    registration_id text NOT NULL UNIQUE REFERENCES registrations (id),
+    event_id text NOT NULL,
+    organization_id text NOT NULL,
+    user_id text NOT NULL,
+    kind text NOT NULL,
+    status text NOT NULL,
+    amount bigint NOT NULL,
+    currency text NOT NULL,
+    provider text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS ix_payments_event ON payments (event_id);
+
+-- The analytics time series, as analytics_service.domain_events has it.
+CREATE TABLE IF NOT EXISTS domain_events (
+    id bigserial PRIMARY KEY,
+    message_id uuid NOT NULL UNIQUE,
+    type text NOT NULL,
+    producer text NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    correlation_id text NOT NULL,
+    event_id text,
+    organization_id text,
+    user_id text,
+    data jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_domain_events_event_time ON domain_events (event_id, occurred_at);

@@ -78,11 +78,19 @@ async def test_concurrent_buyers_never_oversell(
         row = await conn.fetchrow(
             "SELECT t.taken, (SELECT count(*) FROM bench_baseline.registrations) AS regs, "
             "(SELECT count(*) FROM bench_baseline.reservations) AS holds, "
-            "(SELECT count(*) FROM bench_baseline.outbox) AS events "
+            "(SELECT count(*) FROM bench_baseline.outbox) AS events, "
+            "(SELECT count(*) FROM bench_baseline.payments p JOIN bench_baseline.registrations r "
+            " ON r.id = p.registration_id WHERE p.status = 'pending' AND p.amount = r.amount) "
+            " AS payments, "
+            "(SELECT count(DISTINCT d.data->>'registration_id') "
+            " FROM bench_baseline.domain_events d WHERE d.type = 'registration.created' "
+            " AND d.event_id = t.event_id) AS recorded "
             "FROM bench_baseline.ticket_types t WHERE t.id = $1", tt)
     finally:
         await conn.close()
-    assert dict(row) == {"taken": 40, "regs": 40, "holds": 40, "events": 40}
+    # Each sold seat is settled in its own transaction: pending payment and analytics row.
+    assert dict(row) == {"taken": 40, "regs": 40, "holds": 40, "events": 40, "payments": 40,
+                         "recorded": 40}
 
 
 async def test_a_retried_key_returns_the_first_registration_and_bad_input_is_refused(
@@ -95,6 +103,12 @@ async def test_a_retried_key_returns_the_first_registration_and_bad_input_is_ref
     again = await http.post(path, json={"ticket_type_id": tt, "quantity": 2}, headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.json()["id"] == first.json()["id"]
+    conn = await asyncpg.connect(url)
+    try:  # the replay wrote no second payment or analytics row
+        assert await conn.fetchval("SELECT count(*) FROM bench_baseline.payments") == 1
+        assert await conn.fetchval("SELECT count(*) FROM bench_baseline.domain_events") == 1
+    finally:
+        await conn.close()
     tickets = await http.get(f"/api/v1/events/{event_id}/ticket-types")
     assert tickets.json()["items"][0]["available"] == 3
 
