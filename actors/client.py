@@ -27,7 +27,11 @@ class InventoryClient:
         self._handles: dict[str, Any] = {}
         self._creating: dict[str, asyncio.Future[Any]] = {}
         self._hot: set[str] = set()  # events this client has seen on hosts of their own
-        self.namespace = shards.namespace_of(self.settings.database_url_for("event"))
+        try:
+            url = self.settings.database_url_for("event")
+        except LookupError:  # no database yet: the hosts will refuse to start anyway
+            url = ""
+        self.namespace = shards.namespace_of(url)
         window = self.settings.inventory_client_batch_ms / 1000
         self._batcher = ReserveBatcher(self, window) if window > 0 else None
 
