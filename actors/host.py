@@ -141,13 +141,13 @@ class InventoryHost:
 
     # --- owners ---
     async def _owner(self, event_id: str) -> EventOwner:
+        owner = self.owners.get(event_id)
+        if owner is not None:  # the hot path; a lost scope shows at its next commit
+            owner.last_used = time.monotonic()
+            return owner
         await self._started()
         if self._scope(event_id) in self.lost or not self._mine(event_id):
             raise Fenced(f"{self.name} does not own event {event_id} (any more); retry")
-        owner = self.owners.get(event_id)
-        if owner is not None:
-            owner.last_used = time.monotonic()
-            return owner
         activating = self.activating.get(event_id)
         if activating is None:
             activating = asyncio.ensure_future(self._activate(event_id))
@@ -162,7 +162,7 @@ class InventoryHost:
             raise NotFound(f"no event {event_id}")
         if owner.hot != (self.hot_event is not None):
             raise OwnerMoved(f"event {event_id} is {'hot' if owner.hot else 'not hot'}; "
-                             "its inventory lives on another host", hot=owner.hot)
+                             "its inventory lives on another host")
         self.owners[event_id] = owner
         self.log.info("inventory of %s active on %s in %.1f ms: %s", event_id, self.name,
                       (time.perf_counter() - started) * 1000, owner.inv.counts())

@@ -23,7 +23,6 @@ from messaging.outbox import UnitOfWork
 from serve.payments import orders, service
 from serve.payments.domain import Kind, Order, Status, amount_due
 from serve.payments.providers import Provider, SandboxProvider
-from storage.payment import orders as orders_table
 from storage.payment import payments
 
 StartsAt = Callable[[str], Awaitable[datetime | None]]
@@ -40,8 +39,7 @@ async def create_pending_payments(uow: UnitOfWork, provider: Provider,
     for data in paid:
         if data.get("payment_mode") == "prepayment" and data["event_id"] not in starts:
             starts[data["event_id"]] = await starts_at(data["event_id"])
-    await uow.session.execute(pg_insert(orders_table).on_conflict_do_nothing(), [
-        _order_row(d, starts.get(d["event_id"])) for d in paid])
+    await orders.record_many(uow.session, [(d, starts.get(d["event_id"])) for d in paid])
     waiting = [d for d in paid if d["status"] == "pending_payment"]
     if not isinstance(provider, SandboxProvider):
         created = 0
@@ -65,16 +63,6 @@ async def create_pending_payments(uow: UnitOfWork, provider: Provider,
 
 def _kind(data: dict[str, Any]) -> Kind:
     return Kind.PREPAYMENT if data.get("payment_mode") == "prepayment" else Kind.FULL
-
-
-def _order_row(data: dict[str, Any], starts_at: datetime | None) -> dict[str, Any]:
-    return {"registration_id": uuid.UUID(data["registration_id"]),
-            "event_id": uuid.UUID(data["event_id"]),
-            "organization_id": uuid.UUID(data["organization_id"]),
-            "user_id": uuid.UUID(data["user_id"]), "total": data["amount"],
-            "currency": data["currency"], "prepayment": data.get("prepayment_amount"),
-            "starts_at": starts_at, "remainder_reminded_at": None,
-            "remainder_overdue_at": None}
 
 
 def _payment_row(provider: SandboxProvider, data: dict[str, Any]) -> dict[str, Any]:

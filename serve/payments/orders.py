@@ -25,15 +25,20 @@ async def record(session: AsyncSession, data: dict[str, Any],
     event's start) sets the remainder's deadline of a prepaid registration."""
     if data["amount"] <= 0:
         return None
-    await session.execute(pg_insert(orders).values(
-        registration_id=uuid.UUID(data["registration_id"]),
-        event_id=uuid.UUID(data["event_id"]),
-        organization_id=uuid.UUID(data["organization_id"]),
-        user_id=uuid.UUID(data["user_id"]),
-        total=data["amount"], currency=data["currency"],
-        prepayment=data.get("prepayment_amount"), starts_at=starts_at,
-    ).on_conflict_do_nothing())
+    await record_many(session, [(data, starts_at)])
     return await load(session, data["registration_id"])
+
+
+async def record_many(session: AsyncSession,
+                      items: list[tuple[dict[str, Any], datetime | None]]) -> None:
+    """The terms of several paid registrations in one insert (ones already kept are left)."""
+    await session.execute(pg_insert(orders).on_conflict_do_nothing(), [{
+        "registration_id": uuid.UUID(data["registration_id"]),
+        "event_id": uuid.UUID(data["event_id"]),
+        "organization_id": uuid.UUID(data["organization_id"]),
+        "user_id": uuid.UUID(data["user_id"]), "total": data["amount"],
+        "currency": data["currency"], "prepayment": data.get("prepayment_amount"),
+        "starts_at": starts_at} for data, starts_at in items])
 
 
 async def load(session: AsyncSession, registration_id: str) -> Registration:
