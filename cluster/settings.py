@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     rate_limit_fail_open: bool = True
     # Public GET /events and /events/{id} answers kept in Redis this long; 0 = no cache.
     response_cache_ttl_seconds: int = Field(default=5, ge=0)
+    # Each gateway replica keeps anonymous GET /events, /events/{id} and
+    # /events/{id}/ticket-types answers in memory this long (0 = off); its own writes drop the
+    # answers they change at once, other replicas' writes show within this time.
+    local_cache_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
     # Namespace of every Redis key the platform writes (rate limits, login throttling, cache).
     redis_key_prefix: str = "afisha"
 

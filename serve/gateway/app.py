@@ -29,6 +29,7 @@ from serve.common.problems import problem, status_of
 from serve.gateway import messaging_metrics
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
+from serve.gateway.localcache import LocalReadCache
 from serve.gateway.metrics import GatewayMetrics
 from serve.gateway.ratelimit import RateLimitMiddleware, build_limiter
 from serve.gateway.routes import all_routers
@@ -146,11 +147,14 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     metrics = GatewayMetrics()
     app.state.settings = settings
     app.state.services = services
-    # Outermost last: correlation id and metrics, then rate limiting, then the response cache.
+    # Outermost last: correlation id and metrics, rate limiting, this replica's read cache,
+    # then the shared (Redis) response cache.
     cache = build_cache(settings)
     if cache is not None:
         app.add_middleware(ResponseCacheMiddleware, redis=cache, prefix=settings.redis_key_prefix,
                            ttl=settings.response_cache_ttl_seconds)
+    if settings.local_cache_ttl_seconds:
+        app.add_middleware(LocalReadCache, ttl=settings.local_cache_ttl_seconds)
     app.add_middleware(RateLimitMiddleware, settings=settings, limiter=build_limiter(settings))
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     install_error_handlers(app)

@@ -17,15 +17,15 @@ import re
 
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cluster.settings import Settings
 from serve.common.cache import generation_key
 from serve.common.logs import get_logger
+from serve.gateway.localcache import MAX_BODY, capture_response, send_cached
 
 log = get_logger("gateway.cache")
 CACHEABLE = re.compile(r"^/api/v1/events(/[^/]+)?/?$")
-MAX_BODY = 512 * 1024
 
 # KEYS[1] generation key; ARGV[1] key prefix; ARGV[2] request digest -> {generation, body}.
 _LOOKUP = """
@@ -64,40 +64,18 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         if body is not None:
-            await _send_cached(send, body)
+            await send_cached(send, body)
             return
         await self._fill(scope, receive, send, f"{base}{generation.decode()}:{digest}")
 
     async def _fill(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def capture(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-                message["headers"] = [*message.get("headers", []), (b"x-cache", b"MISS")]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, receive, capture)
-        headers = dict(start.get("headers", [])) if start else {}
-        body = b"".join(chunks)
-        if (start and start["status"] == 200 and len(body) <= MAX_BODY
+        status, headers, body = await capture_response(self.app, scope, receive, send, miss=True)
+        if (status == 200 and len(body) <= MAX_BODY
                 and headers.get(b"content-type", b"").startswith(b"application/json")):
             try:
                 await self.redis.set(key, body, ex=self.ttl)
             except RedisError as exc:
                 log.warning("response cache unavailable: %s", exc)
-
-
-async def _send_cached(send: Send, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"x-cache", b"HIT")]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def build_cache(settings: Settings) -> aioredis.Redis | None:

@@ -24,7 +24,7 @@ def limited(redis_url: str | None, **values: Any) -> Settings:
                             "redis_key_prefix": f"rl-{uuid.uuid4().hex[:12]}",
                             "rate_limit_auth_per_minute": 0, "rate_limit_reserve_per_minute": 0,
                             "rate_limit_default_per_minute": 0,
-                            "response_cache_ttl_seconds": 0}
+                            "response_cache_ttl_seconds": 0, "local_cache_ttl_seconds": 0}
     return make_settings(**{**base, **values})
 
 
