@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     remainder_due_hours_before_start: int = Field(default=48, ge=0)
     remainder_reminder_hours: int = Field(default=24, ge=0)
     payment_sweep_seconds: float = Field(default=60, gt=0)
+    # Refund intents left by a crash or an unreachable provider are retried this often.
+    refund_sweep_seconds: float = Field(default=10, gt=0)
 
     # Replica sizing (fractions of a CPU; a replica reserves 1 CPU unless told otherwise).
     gateway_replicas: int = Field(default=1, ge=1)

@@ -80,8 +80,14 @@ refunds = Table(
     Column("status", Text, nullable=False),
     Column("reason", Text),
     Column("provider_refund_id", Text),
+    # What the refund is for (an event's or a registration's cancellation, an API call's key);
+    # the id is derived from the payment and the cause. Status: requested (an intent not yet
+    # answered by the provider), pending, succeeded, failed.
+    Column("cause", Text),
+    Column("failure_reason", Text),
     *_timestamps(),
     CheckConstraint("amount > 0", name="refund_positive"),
+    Index("ix_refunds_requested", "created_at", postgresql_where=text("status = 'requested'")),
 )
 
 webhook_events = Table(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from serve.common.context import RequestContext, bound, correlation_id_var
 from serve.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serve.common.service import ServiceBase
 from serve.events.client import EventClient
-from serve.payments import idempotency, intake, orders, remainder, service
+from serve.payments import idempotency, intake, orders, refunds, remainder, service
 from serve.payments.delivery import SandboxDeliverer
 from serve.payments.domain import Kind
 from serve.payments.providers import Provider, SandboxProvider, provider_named
@@ -48,6 +49,8 @@ class PaymentService(ServiceBase):
             self.providers["sandbox"] = self.sandbox
             self._delivery = asyncio.get_running_loop().create_task(self.deliverer.run())
         self._sweeper = asyncio.get_running_loop().create_task(self.sweep_remainders())
+        self.refunds_due = asyncio.Event()
+        self._refunder = asyncio.get_running_loop().create_task(self.make_refunds())
 
     def uow(self, ctx: RequestContext | None = None) -> UnitOfWork:
         return UnitOfWork(self.sessions, "payment", ctx)
@@ -112,15 +115,16 @@ class PaymentService(ServiceBase):
                 raise Forbidden("only the event's organizers and admins refund payments")
             if currency is not None and currency != row["currency"]:
                 raise BadRequest(f"this payment is in {row['currency']}, not {currency}")
-            provider = self.providers[row["provider"]]
+            scope = f"{_user(ctx)}:refund:{payment_id}"
+            cause = f"api:{scope}:{idempotency_key or uuid.uuid4()}"
 
-            async def operation(uow: UnitOfWork) -> dict[str, Any]:
-                return await service.refund(uow, provider, payment_id, amount, reason)
+            async def operation() -> dict[str, Any]:
+                return await service.refund(self.sessions, self.providers, payment_id, amount,
+                                            reason, cause)
 
-            return await idempotency.run_once(
-                self.sessions, lambda: self.uow(ctx), f"{_user(ctx)}:refund:{payment_id}",
-                idempotency_key, {"amount": amount, "currency": currency, "reason": reason},
-                operation)
+            return await idempotency.run_outside(
+                self.sessions, scope, idempotency_key,
+                {"amount": amount, "currency": currency, "reason": reason}, operation)
 
     async def sandbox_checkout(self, ctx: RequestContext, payment_id: str, outcome: str,
                                copies: int = 1, reverse: bool = False) -> dict[str, Any]:
@@ -165,13 +169,16 @@ class PaymentService(ServiceBase):
         """Policy: a cancelled registration is refunded in full and its unpaid payments fail
         (attendee cancellation, or a payment that arrived after its seats were sold)."""
         data = envelope.data
-        await service.refund_registration(uow, self.providers, data["registration_id"],
-                                          f"registration cancelled: {data['reason']}")
+        if await service.refund_registration(uow, data["registration_id"],
+                                             f"registration cancelled: {data['reason']}"):
+            self.refunds_due.set()
 
     async def on_event_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
-        refunded = await service.refund_event(uow, self.providers, envelope.data["event_id"])
-        self.log.info("event %s cancelled: %d payments refunded", envelope.data["event_id"],
-                      refunded)
+        recorded = await service.refund_event(uow, envelope.data["event_id"])
+        self.log.info("event %s cancelled: %d refunds recorded", envelope.data["event_id"],
+                      recorded)
+        if recorded:
+            self.refunds_due.set()
 
     async def _starts_at(self, event_id: str) -> datetime | None:
         event = await self.event.event_for_service(RequestContext(correlation_id_var.get()),
@@ -189,6 +196,25 @@ class PaymentService(ServiceBase):
                                           self.settings.remainder_reminder_hours)
             except Exception:
                 self.log.exception("remainder sweep failed; retrying on the next round")
+
+    async def make_refunds(self) -> None:
+        """Recorded refund intents reach the provider (``serve.payments.refunds``): soon after
+        a cancellation is consumed, and every ``AFISHA_REFUND_SWEEP_SECONDS`` for any left by
+        a crash or a provider that did not answer."""
+        while True:
+            try:
+                await asyncio.wait_for(self.refunds_due.wait(),
+                                       self.settings.refund_sweep_seconds)
+                await asyncio.sleep(0.2)  # the consumer's transaction commits meanwhile
+            except TimeoutError:
+                pass
+            self.refunds_due.clear()
+            try:
+                settled, waiting = await refunds.resume(self.sessions, self.providers)
+                if settled or waiting:
+                    self.log.info("refunds: %d settled, %d refused or waiting", settled, waiting)
+            except Exception:
+                self.log.exception("refund sweep failed; retrying on the next round")
 
     # --- authorization ---
     async def _may_see(self, ctx: RequestContext, row: Any) -> None:

@@ -36,10 +36,47 @@ def _where(scope: str, key: str) -> Any:
 async def run_once(sessions: async_sessionmaker[AsyncSession], new_uow: Callable[[], UnitOfWork],
                    scope: str, key: str | None, body: Any, operation: Operation
                    ) -> dict[str, Any]:
-    """Run ``operation`` in a unit of work at most once per ``(scope, key)``."""
+    """Run ``operation`` in a unit of work at most once per ``(scope, key)``; the response is
+    stored in that unit of work."""
     if key is None:
         async with new_uow() as uow:
             return await operation(uow)
+    replay = await _claim(sessions, scope, key, body)
+    if replay is not None:
+        return replay
+
+    async def run() -> dict[str, Any]:
+        async with new_uow() as uow:
+            result = await operation(uow)
+            await _store(uow.session, scope, key, result)
+            return result
+
+    return await _guarded(sessions, scope, key, run)
+
+
+async def run_outside(sessions: async_sessionmaker[AsyncSession], scope: str, key: str | None,
+                      body: Any, operation: Callable[[], Awaitable[dict[str, Any]]]
+                      ) -> dict[str, Any]:
+    """As ``run_once`` for an operation of several transactions that is itself safe to repeat
+    (a refund: intent, provider call, settlement); its response is stored after it."""
+    if key is None:
+        return await operation()
+    replay = await _claim(sessions, scope, key, body)
+    if replay is not None:
+        return replay
+
+    async def run() -> dict[str, Any]:
+        result = await operation()
+        async with sessions() as session, session.begin():
+            await _store(session, scope, key, result)
+        return result
+
+    return await _guarded(sessions, scope, key, run)
+
+
+async def _claim(sessions: async_sessionmaker[AsyncSession], scope: str, key: str,
+                 body: Any) -> dict[str, Any] | None:
+    """Claim ``(scope, key)``; the stored answer (or its problem, raised) if it was claimed."""
     if not 0 < len(key) <= 200:
         raise Unprocessable("the Idempotency-Key header must be 1 to 200 characters")
     digest = fingerprint(body)
@@ -51,12 +88,18 @@ async def run_once(sessions: async_sessionmaker[AsyncSession], new_uow: Callable
             row = (await session.execute(select(idempotency_keys).where(_where(scope, key))))\
                 .mappings().one()
             return _replay(row, digest)
+    return None
+
+
+async def _store(session: AsyncSession, scope: str, key: str, result: dict[str, Any]) -> None:
+    await session.execute(update(idempotency_keys).where(_where(scope, key))
+                          .values(status_code=200, response=result))
+
+
+async def _guarded(sessions: async_sessionmaker[AsyncSession], scope: str, key: str,
+                   run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     try:
-        async with new_uow() as uow:
-            result = await operation(uow)
-            await uow.session.execute(update(idempotency_keys).where(_where(scope, key))
-                                      .values(status_code=200, response=result))
-            return result
+        return await run()
     except ProblemError as exc:
         async with sessions() as session, session.begin():
             await session.execute(update(idempotency_keys).where(_where(scope, key)).values(

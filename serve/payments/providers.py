@@ -50,8 +50,8 @@ class Provider(Protocol):
     async def create_payment(self, session: AsyncSession, payment_id: str, amount: int,
                              currency: str, description: str) -> ProviderPayment: ...
 
-    async def refund(self, session: AsyncSession, refund_id: str, provider_payment_id: str,
-                     amount: int, currency: str) -> ProviderRefund: ...
+    async def refund(self, refund_id: str, provider_payment_id: str, amount: int,
+                     currency: str) -> ProviderRefund: ...
 
     async def verify_webhook(self, headers: dict[str, str], body: bytes,
                              now: float) -> Notification: ...
@@ -80,9 +80,9 @@ class SandboxProvider:
             confirmation_url=f"{self.public_url}/api/v1/payments/{payment_id}/sandbox-checkout",
         )
 
-    async def refund(self, session: AsyncSession, refund_id: str, provider_payment_id: str,
-                     amount: int, currency: str) -> ProviderRefund:
-        return ProviderRefund(provider_refund_id=f"sbx_rf_{uuid.uuid4().hex}", succeeded=True)
+    async def refund(self, refund_id: str, provider_payment_id: str, amount: int,
+                     currency: str) -> ProviderRefund:
+        return ProviderRefund(provider_refund_id=f"sbx_rf_{refund_id}", succeeded=True)
 
     async def checkout(self, session: AsyncSession, provider_payment_id: str, outcome: str,
                        copies: int = 1, reverse: bool = False) -> int:

@@ -15,12 +15,12 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.outbox import UnitOfWork
 from serve.common import paging
-from serve.common.errors import NotFound
-from serve.payments import remainder
+from serve.common.errors import Conflict, NotFound
+from serve.payments import refunds, remainder
 from serve.payments.domain import (
     CAPTURED,
     Kind,
@@ -28,12 +28,10 @@ from serve.payments.domain import (
     Status,
     advance,
     amount_due,
-    refund_amount,
-    status_after_refund,
-    transition,
 )
 from serve.payments.providers import Notification, Provider
-from storage.payment import payments, refunds, webhook_events
+from serve.payments.rows import event_data, load, parse_id
+from storage.payment import payments, webhook_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,27 +56,6 @@ def view(row: RowMapping) -> dict[str, Any]:
         "provider": row["provider"], "confirmation_url": row["confirmation_url"],
         "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
     }
-
-
-def event_data(row: RowMapping, **extra: Any) -> dict[str, Any]:
-    return {"payment_id": str(row["id"]), "registration_id": str(row["registration_id"]),
-            "event_id": str(row["event_id"]), "user_id": str(row["user_id"]),
-            "kind": row["kind"], "amount": row["amount"], "currency": row["currency"], **extra}
-
-
-async def load(session: AsyncSession, payment_id: str, *, lock: bool = False) -> RowMapping:
-    query = select(payments).where(payments.c.id == parse_id(payment_id))
-    row = (await session.execute(query.with_for_update() if lock else query)).mappings().first()
-    if row is None:
-        raise NotFound(f"payment {payment_id} does not exist")
-    return row
-
-
-def parse_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise NotFound(f"{value!r} is not an id") from exc
 
 
 async def event_payments(session: AsyncSession, event_id: uuid.UUID, cursor: str | None,
@@ -168,51 +145,31 @@ async def apply_notification(uow: UnitOfWork, provider: Provider, note: Notifica
     return "applied"
 
 
-async def refund(uow: UnitOfWork, provider: Provider, payment_id: str, amount: int | None,
-                 reason: str | None) -> dict[str, Any]:
-    """Refund part or all of what is left of the capture; concurrent refunds serialize."""
-    session = uow.session
-    row = await load(session, payment_id, lock=True)
-    current = Status(row["status"])
-    if current not in CAPTURED:
-        transition(current, Status.REFUNDED)  # raises the 409 that explains why
-    value = refund_amount(row["captured_amount"], row["refunded_amount"], amount)
-    refund_id = uuid.uuid4()
-    issued = await provider.refund(session, str(refund_id), str(row["provider_payment_id"]),
-                                   value, row["currency"])
-    refunded_total = row["refunded_amount"] + value
-    new = transition(current, status_after_refund(row["captured_amount"], refunded_total))
-    await session.execute(update(payments).where(payments.c.id == row["id"]).values(
-        refunded_amount=refunded_total, status=new.value, updated_at=func.now()))
-    await session.execute(insert(refunds).values(
-        id=refund_id, payment_id=row["id"], amount=value, currency=row["currency"],
-        status="succeeded" if issued.succeeded else "pending", reason=reason,
-        provider_refund_id=issued.provider_refund_id))
-    uow.publish("payment.refunded", event_data(
-        row, refund_id=str(refund_id), refunded_amount=value,
-        fully_refunded=new is Status.REFUNDED), aggregate_id=str(row["id"]))
-    return {"id": str(refund_id), "payment_id": str(row["id"]),
-            "amount": {"amount": value, "currency": row["currency"]},
-            "status": "succeeded" if issued.succeeded else "pending", "reason": reason,
-            "payment_status": new.value}
+async def refund(sessions: async_sessionmaker[AsyncSession], providers: dict[str, Provider],
+                 payment_id: str, amount: int | None, reason: str | None,
+                 cause: str) -> dict[str, Any]:
+    """Refund part or all of what is left of the capture, once per ``cause``
+    (``serve.payments.refunds``); concurrent refunds serialize on the payment's row."""
+    async with sessions() as session, session.begin():
+        intent, _ = await refunds.request(session, parse_id(payment_id), amount, reason, cause)
+    return await refunds.execute(sessions, providers, intent["id"])
 
 
-async def refund_event(uow: UnitOfWork, providers: dict[str, Provider], event_id: str) -> int:
-    """Event cancelled: refund every capture, fail every unpaid payment. Returns refunds made."""
-    return await _settle(uow, providers, payments.c.event_id == uuid.UUID(event_id),
-                         "the event was cancelled")
+async def refund_event(uow: UnitOfWork, event_id: str) -> int:
+    """Event cancelled: record a refund of every capture, fail every unpaid payment. Returns
+    the refunds recorded (a redelivery records none); ``refunds.resume`` makes them."""
+    return await _settle(uow, payments.c.event_id == uuid.UUID(event_id),
+                         "the event was cancelled", f"event-cancelled:{event_id}")
 
 
-async def refund_registration(uow: UnitOfWork, providers: dict[str, Provider],
-                              registration_id: str, reason: str) -> int:
-    """Registration cancelled (by the attendee, or a late payment found no seat): refund what
-    is still captured, fail what is unpaid. Returns refunds made; a repeat makes none."""
-    return await _settle(uow, providers,
-                         payments.c.registration_id == uuid.UUID(registration_id), reason)
+async def refund_registration(uow: UnitOfWork, registration_id: str, reason: str) -> int:
+    """Registration cancelled (by the attendee, or a late payment found no seat): record a
+    refund of what is still captured, fail what is unpaid. Returns the refunds recorded."""
+    return await _settle(uow, payments.c.registration_id == uuid.UUID(registration_id), reason,
+                         f"registration-cancelled:{registration_id}")
 
 
-async def _settle(uow: UnitOfWork, providers: dict[str, Provider], which: Any,
-                  reason: str) -> int:
+async def _settle(uow: UnitOfWork, which: Any, reason: str, cause: str) -> int:
     session = uow.session
     rows = (await session.execute(select(payments).where(which)
                                   .order_by(payments.c.created_at).with_for_update())
@@ -226,6 +183,9 @@ async def _settle(uow: UnitOfWork, providers: dict[str, Provider], which: Any,
             uow.publish("payment.failed", event_data(row, reason=reason),
                         aggregate_id=str(row["id"]))
         elif status in CAPTURED and row["refunded_amount"] < row["captured_amount"]:
-            await refund(uow, providers[row["provider"]], str(row["id"]), None, reason)
-            made += 1
+            try:
+                _, created = await refunds.request(session, row["id"], None, reason, cause)
+            except Conflict:  # what is left is already being refunded for another cause
+                continue
+            made += created
     return made

@@ -64,8 +64,8 @@ class YooKassaProvider:
         return ProviderPayment(provider_payment_id=created["id"],
                                confirmation_url=created["confirmation"]["confirmation_url"])
 
-    async def refund(self, session: AsyncSession, refund_id: str, provider_payment_id: str,
-                     amount: int, currency: str) -> ProviderRefund:
+    async def refund(self, refund_id: str, provider_payment_id: str, amount: int,
+                     currency: str) -> ProviderRefund:
         made = await self._call("POST", "refunds", key=refund_id, body={
             "payment_id": provider_payment_id,
             "amount": {"value": to_value(amount), "currency": currency},

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork, outbox_for
 from serve.common.errors import Conflict, NotFound, Unauthorized
-from serve.payments import service
+from serve.payments import refunds, service
 from serve.payments.domain import Kind, Order
 from serve.payments.providers import SandboxProvider
 from storage.engine import create_engine, sessionmaker
@@ -173,9 +173,9 @@ async def paid(sessions: Any, sandbox: SandboxProvider, reg: service.Registratio
 
 
 async def refund(sessions: Any, sandbox: SandboxProvider, payment_id: str,
-                 amount: int | None) -> dict[str, Any]:
-    async with UnitOfWork(sessions, "payment") as uow:
-        return await service.refund(uow, sandbox, payment_id, amount, "test")
+                 amount: int | None, cause: str | None = None) -> dict[str, Any]:
+    return await service.refund(sessions, {"sandbox": sandbox}, payment_id, amount, "test",
+                                cause or f"test:{uuid.uuid4()}")
 
 
 async def test_concurrent_partial_refunds_never_exceed_the_capture(
@@ -218,10 +218,12 @@ async def test_event_cancellation_refunds_everyone_exactly_once(
 
     async def cancel() -> int:
         async with UnitOfWork(sessions, "payment") as uow:
-            return await service.refund_event(uow, {"sandbox": sandbox}, event_id)
+            return await service.refund_event(uow, event_id)
 
     assert await cancel() == 2
     assert await cancel() == 0
+    assert await refunds.resume(sessions, {"sandbox": sandbox}) == (2, 0)
+    assert await refunds.resume(sessions, {"sandbox": sandbox}) == (0, 0)
     states = [await status_of(sessions, pid) for pid in [*captured, unpaid["id"]]]
     assert [s["status"] for s in states] == ["refunded", "refunded", "failed"]
     assert [s["refunded"]["amount"] for s in states] == [500, 500, 0]
@@ -245,12 +247,13 @@ async def test_a_cancelled_registration_is_refunded_once(sessions: Any,
 
     async def cancelled(r: service.Registration) -> int:
         async with UnitOfWork(sessions, "payment") as uow:
-            return await service.refund_registration(uow, {"sandbox": sandbox},
-                                                     r.registration_id, "sold-out-after-expiry")
+            return await service.refund_registration(uow, r.registration_id,
+                                                     "sold-out-after-expiry")
 
     assert await cancelled(reg) == 1
     assert await cancelled(reg) == 0
     assert await cancelled(other) == 0
+    assert await refunds.resume(sessions, {"sandbox": sandbox}) == (1, 0)
     done = await status_of(sessions, payment_id)
     assert done["status"] == "refunded" and done["refunded"]["amount"] == 800
     assert (await status_of(sessions, unpaid["id"]))["status"] == "failed"

@@ -76,8 +76,8 @@ async def test_cancelled_payments_carry_the_reason(fake: Any) -> None:
 async def test_refunds_and_bad_notifications(fake: Any) -> None:
     provider, app, _ = fake
     pid = (await provider.create_payment(None, "pay-4", 1_000, "RUB", "t")).provider_payment_id
-    made = await provider.refund(None, "refund-1", pid, 400, "RUB")
-    again = await provider.refund(None, "refund-1", pid, 400, "RUB")
+    made = await provider.refund("refund-1", pid, 400, "RUB")
+    again = await provider.refund("refund-1", pid, 400, "RUB")
     assert made == again and made.succeeded
     assert len(app.state.refunds) == 1
     for body in (b"not json", notification("refund.succeeded", pid, "succeeded")):
