@@ -65,6 +65,10 @@ class EventChanged(Payload):
     starts_at: str
 
 
+class EventUpdated(EventChanged):
+    changed: list[str]  # the fields the organizer changed
+
+
 class EventReminder(Payload):
     event_id: str
     organization_id: str
@@ -152,6 +156,7 @@ EVENTS: dict[str, type[Payload]] = {
     "group.member.added": GroupMemberAdded,
     "event.created": EventChanged,
     "event.published": EventChanged,
+    "event.updated": EventUpdated,
     "event.cancelled": EventChanged,
     "event.completed": EventChanged,
     "event.reminder": EventReminder,
@@ -176,7 +181,8 @@ PRODUCERS: dict[str, str] = {
 # Which service consumes which routing keys (SPEC, "Domain events" and "Reactions").
 CONSUMES: dict[str, tuple[str, ...]] = {
     "event": ("payment.completed", "payment.refunded", "group.member.added"),
-    "payment": ("registration.created", "registration.cancelled", "event.cancelled"),
+    "payment": ("registration.created", "registration.cancelled", "event.cancelled",
+                "event.updated"),
     "notification": ("user.registered", "registration.created", "payment.completed",
                      "event.cancelled", "event.reminder", "reservation.expired"),
     "analytics": tuple(n for n in EVENTS if n.split(".")[0] in

@@ -156,10 +156,13 @@ class EventUseCases(EventAccess):
         merged = event | changes
         domain.validate_event(merged["starts_at"], merged["ends_at"], merged["visibility"],
                               merged["group_id"])
-        async with self.sessions.begin() as session:
-            row = (await session.execute(
+        async with UnitOfWork(self.sessions, "event", ctx) as uow:
+            row = (await uow.session.execute(
                 update(events).where(events.c.id == event_id)
                 .values(**changes, updated_at=func.now()).returning(events))).mappings().one()
+            uow.publish("event.updated", {**changed_payload(row), "changed": sorted(changes)},
+                        aggregate_id=event_id)
+        await self.inventory.call_if_active(event_id, "refresh")
         await self.changed(event_id)
         return event_view(dict(row))
 

@@ -157,7 +157,8 @@ class PaymentService(ServiceBase):
     def message_handlers(self) -> dict[str, Handler]:
         return {"registration.created": BatchHandler(self.on_registrations_created),
                 "registration.cancelled": self.on_registration_cancelled,
-                "event.cancelled": self.on_event_cancelled}
+                "event.cancelled": self.on_event_cancelled,
+                "event.updated": self.on_event_updated}
 
     async def on_registrations_created(self, uow: UnitOfWork,
                                        envelopes: list[Envelope]) -> None:
@@ -179,6 +180,13 @@ class PaymentService(ServiceBase):
                       recorded)
         if recorded:
             self.refunds_due.set()
+
+    async def on_event_updated(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """An event moved: its prepaid orders' remainder deadlines follow the new start."""
+        data = envelope.data
+        if "starts_at" in data["changed"]:
+            await orders.reschedule(uow.session, data["event_id"],
+                                    datetime.fromisoformat(data["starts_at"]))
 
     async def _starts_at(self, event_id: str) -> datetime | None:
         event = await self.event.event_for_service(RequestContext(correlation_id_var.get()),

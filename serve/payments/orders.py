@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,13 @@ async def record_many(session: AsyncSession,
         "user_id": uuid.UUID(data["user_id"]), "total": data["amount"],
         "currency": data["currency"], "prepayment": data.get("prepayment_amount"),
         "starts_at": starts_at} for data, starts_at in items])
+
+
+async def reschedule(session: AsyncSession, event_id: str, starts_at: datetime) -> int:
+    """The event moved: remainder deadlines of its orders follow its new start."""
+    result = await session.execute(update(orders).where(orders.c.event_id == uuid.UUID(event_id))
+                                   .values(starts_at=starts_at))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def load(session: AsyncSession, registration_id: str) -> Registration:

@@ -26,6 +26,7 @@ from serve.events.schemas import (
     CheckInIn,
     EventFilters,
     EventIn,
+    EventUpdate,
     Money,
     RegistrationIn,
     TicketTypeIn,
@@ -304,3 +305,18 @@ async def test_reminders_are_published_once_per_offset(world: World) -> None:
     await send_due_reminders(world.sessions, [1440, 60], hour_before)
     offsets = [d["offset_minutes"] for d in await world.published("event.reminder", event_id)]
     assert sorted(offsets) == [60, 1440]
+
+
+async def test_changing_an_event_publishes_event_updated_with_the_changed_fields(
+        world: World) -> None:
+    event_id, _ = await world.published_event("org-upd")
+    later = START + timedelta(days=2)
+    changed = await world.events.update_event(as_user("owner"), event_id, EventUpdate(
+        starts_at=later, ends_at=later + timedelta(hours=3), venue="Hall 2"))
+    assert changed["venue"] == "Hall 2"
+    [update] = await world.published("event.updated", event_id)
+    assert update["changed"] == ["ends_at", "starts_at", "venue"]
+    assert datetime.fromisoformat(update["starts_at"]) == later
+    with pytest.raises(Forbidden):  # a refusal publishes nothing
+        await world.events.update_event(as_user("stranger"), event_id, EventUpdate(title="x"))
+    assert len(await world.published("event.updated", event_id)) == 1

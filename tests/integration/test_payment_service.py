@@ -302,3 +302,38 @@ async def test_remainder_reminder_and_deadline_policy(sessions: Any,
         notices = (await session.execute(select(outbox.c.type).where(
             outbox.c.aggregate_id == reg.registration_id).order_by(outbox.c.id))).scalars().all()
     assert notices == ["payment.remainder.due", "payment.remainder.overdue"]
+
+
+async def test_a_moved_event_moves_its_remainder_deadlines(sessions: Any,
+                                                           sandbox: SandboxProvider) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from serve.payments import orders, remainder
+    from storage.payment import orders as orders_table
+
+    starts = datetime.now(UTC) + timedelta(days=700)
+    moved = starts + timedelta(days=10)
+    reg = registration(total=10_000, prepayment=3_000)
+    async with sessions() as session, session.begin():
+        await orders.record(session, {
+            "registration_id": reg.registration_id, "event_id": reg.event_id,
+            "organization_id": reg.organization_id, "user_id": reg.user_id, "amount": 10_000,
+            "currency": "RUB", "prepayment_amount": 3_000}, starts)
+    deposit = await create(sessions, sandbox, reg, Kind.PREPAYMENT)
+    for body in await checkout(sessions, sandbox, deposit, "succeeded"):
+        await deliver(sessions, sandbox, body)
+    async with UnitOfWork(sessions, "payment") as uow:  # event.updated, as the handler does
+        assert await orders.reschedule(uow.session, reg.event_id, moved) == 1
+
+    async def sweep(at: datetime) -> int:
+        async with UnitOfWork(sessions, "payment") as uow:
+            return await remainder.sweep(uow, at, due_hours=48, remind_hours=24)
+
+    old_deadline = starts - timedelta(hours=48)
+    assert await sweep(old_deadline + timedelta(minutes=1)) == 0  # neither due nor overdue
+    async with sessions() as session:
+        row = (await session.execute(select(orders_table).where(
+            orders_table.c.registration_id == uuid.UUID(reg.registration_id)))).mappings().one()
+    assert row["starts_at"] == moved and row["remainder_overdue_at"] is None
+    assert await sweep(moved - timedelta(hours=58)) == 1  # the reminder, before the new one
+    assert await sweep(moved - timedelta(hours=47)) == 1  # overdue after the new deadline
