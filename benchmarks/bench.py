@@ -145,6 +145,7 @@ class Platform:
             "AFISHA_DATABASE_URL": database_url, "AFISHA_HTTP_PORT": str(self.port),
             "AFISHA_DASHBOARD_PORT": str(free_port()), "AFISHA_DATA_DIR": str(work / "data"),
             "AFISHA_JWT_SECRET": options.jwt_secret, "AFISHA_ADMIN_EMAILS": ADMIN_EMAIL,
+            "AFISHA_PAYMENT_PROVIDER": "sandbox",
             "AFISHA_ACCESS_TOKEN_TTL_SECONDS": "7200",
             "AFISHA_RATE_LIMIT_AUTH_PER_MINUTE": "0", "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
             "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",

@@ -207,6 +207,7 @@ def start_platform(database_url: str) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
     env.update({"AFISHA_DATABASE_URL": database_url, "AFISHA_HTTP_PORT": str(port),
                 "AFISHA_DASHBOARD_PORT": str(free_port()), "AFISHA_JWT_SECRET": SECRET,
+                "AFISHA_PAYMENT_PROVIDER": "sandbox",
                 "AFISHA_DATA_DIR": tempfile.mkdtemp(prefix="afisha-bench-"),
                 "AFISHA_LOG_LEVEL": "WARNING", "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
                 "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0", **serve_private_ports()})

@@ -52,13 +52,52 @@ def resolve_database(settings: Settings, platform: Platform, progress: Progress)
 
 
 def resolve_secrets(settings: Settings) -> Settings:
-    """Generate unset secrets once (JWT HS256 key, sandbox webhook secret) in the data directory."""
+    """For ``afisha run``: generate unset secrets once (JWT HS256 key, ticket signing key,
+    sandbox webhook secret) in the data directory. ``afisha deploy`` never does."""
     updates = {}
     if settings.jwt_algorithm == "HS256" and not settings.jwt_secret:
         updates["jwt_secret"] = _kept_secret(settings.data_dir / "jwt_secret")
+    if not settings.ticket_signing_key:
+        updates["ticket_signing_key"] = _kept_secret(settings.data_dir / "ticket_key")
     if not settings.sandbox_webhook_secret:
         updates["sandbox_webhook_secret"] = _kept_secret(settings.data_dir / "sandbox_secret")
     return settings.model_copy(update=updates) if updates else settings
+
+
+def resolve_provider(settings: Settings, platform: Platform) -> Settings:
+    """The sandbox only when chosen, or for ``afisha run`` on an embedded database."""
+    if settings.payment_provider is not None:
+        return settings
+    if platform.embedded_pg is None:
+        raise StartupError(
+            "AFISHA_PAYMENT_PROVIDER is not set: choose yookassa, or sandbox for a test "
+            "installation (its checkout lets payers mark their own payments paid)")
+    platform.notes.append("Payments     sandbox provider (embedded defaults: payers can mark "
+                          "their own payments paid)")
+    return settings.model_copy(update={"payment_provider": "sandbox"})
+
+
+def deploy_problems(settings: Settings) -> list[str]:
+    """What ``afisha deploy`` refuses to start without: every secret and the payment provider
+    chosen explicitly (nothing is generated for a cluster)."""
+    problems = []
+    if not settings.has_database():
+        problems.append("AFISHA_DATABASE_URL (deploying onto a cluster needs a database)")
+    if settings.payment_provider is None:
+        problems.append("AFISHA_PAYMENT_PROVIDER (yookassa, or sandbox for a test installation)")
+    if settings.jwt_algorithm == "HS256" and not settings.jwt_secret:
+        problems.append("AFISHA_JWT_SECRET")
+    if settings.jwt_algorithm != "HS256" and not (settings.jwt_private_key
+                                                   and settings.jwt_public_key):
+        problems.append("AFISHA_JWT_PRIVATE_KEY and AFISHA_JWT_PUBLIC_KEY")
+    if not settings.ticket_signing_key:
+        problems.append("AFISHA_TICKET_SIGNING_KEY")
+    if settings.payment_provider == "sandbox" and not settings.sandbox_webhook_secret:
+        problems.append("AFISHA_SANDBOX_WEBHOOK_SECRET")
+    if settings.payment_provider == "yookassa" and not (settings.yookassa_shop_id
+                                                        and settings.yookassa_secret_key):
+        problems.append("AFISHA_YOOKASSA_SHOP_ID and AFISHA_YOOKASSA_SECRET_KEY")
+    return problems
 
 
 def _kept_secret(path: Path) -> str:
@@ -126,6 +165,7 @@ def start(settings: Settings, progress: Progress, address: str | None = None,
     platform = Platform(settings)
     try:
         settings = resolve_secrets(resolve_database(settings, platform, progress))
+        settings = resolve_provider(settings, platform)
         platform.settings = settings
         apply_migrations(settings, progress)
         progress("starting Ray" if not address else f"joining Ray at {address}")

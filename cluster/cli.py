@@ -83,10 +83,11 @@ def deploy(address: Annotated[str, typer.Option("--address", help="Ray cluster a
            ) -> None:
     """Deploy (or update) the Serve application onto an existing Ray cluster and exit."""
     settings = Settings()
-    if not settings.has_database():
-        console.print("[red]error:[/] deploying onto a cluster needs AFISHA_DATABASE_URL")
+    missing = bootstrap.deploy_problems(settings)
+    if missing:
+        console.print("[red]error:[/] afisha deploy needs explicit settings (it generates no "
+                      "secrets and picks no payment provider): " + "; ".join(missing))
         raise typer.Exit(2)
-    settings = bootstrap.resolve_secrets(settings)
     platform = bootstrap.Platform(settings)
     with console.status("deploying") as status:
         progress = _progress(status)

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     jwt_public_key: str | None = None
     jwt_issuer: str = "afisha"
     jwt_audience: str = "afisha-api"
+    # Signs ticket codes (their QR), apart from the JWT key so rotating that key keeps tickets.
+    ticket_signing_key: str | None = None
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     telegram_auth_max_age_seconds: int = Field(default=24 * 3600, ge=1)
@@ -142,7 +144,9 @@ class Settings(BaseSettings):
     redis_key_prefix: str = "afisha"
 
     # Payments.
-    payment_provider: Literal["sandbox", "yookassa"] = "sandbox"
+    # Who takes payments. Unset, `afisha run` on an embedded database uses the sandbox (whose
+    # checkout lets payers mark their own payments paid); anything else must choose.
+    payment_provider: Literal["sandbox", "yookassa"] | None = None
     public_url: str | None = None
     sandbox_webhook_secret: str | None = None
     webhook_tolerance_seconds: int = Field(default=300, ge=1)

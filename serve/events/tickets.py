@@ -1,8 +1,8 @@
 """Ticket codes: ``<registration>.<event>.<signature>``, verifiable without a database lookup.
 
-The signature is an HMAC-SHA256 keyed by the platform's signing secret (``AFISHA_JWT_SECRET``,
-or the private key when tokens are asymmetric), so only the server can make a valid code, and a
-code names exactly one registration of one event.
+The signature is an HMAC-SHA256 keyed by ``AFISHA_TICKET_SIGNING_KEY`` (a key of its own, so
+rotating the JWT key leaves issued tickets valid), so only the server can make a valid code, and
+a code names exactly one registration of one event.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from serve.common.errors import Unprocessable
 
 
 def _key(settings: Settings) -> bytes:
-    secret = settings.jwt_secret or settings.jwt_private_key
+    secret = settings.ticket_signing_key
     if not secret:
-        raise LookupError("ticket codes need AFISHA_JWT_SECRET (or AFISHA_JWT_PRIVATE_KEY)")
+        raise LookupError("ticket codes need AFISHA_TICKET_SIGNING_KEY")
     return hashlib.sha256(b"afisha-ticket:" + secret.encode()).digest()
 
 

@@ -41,6 +41,9 @@ class PaymentService(ServiceBase):
         self.deliverer = SandboxDeliverer(self.sessions, self.sandbox,
                                           f"{base}/api/v1/webhooks/sandbox", self.log)
         self.providers: dict[str, Provider] = {}
+        if self.settings.payment_provider is None:
+            raise RuntimeError("AFISHA_PAYMENT_PROVIDER is not set (afisha run and deploy "
+                               "resolve it before the payment service starts)")
         if self.settings.payment_provider == "yookassa":
             self.providers["yookassa"] = YooKassaProvider(
                 str(self.settings.yookassa_shop_id), str(self.settings.yookassa_secret_key),
@@ -57,7 +60,7 @@ class PaymentService(ServiceBase):
 
     @property
     def provider(self) -> Provider:
-        return self.providers[self.settings.payment_provider]
+        return self.providers[str(self.settings.payment_provider)]
 
     # --- public API (called by the gateway) ---
     async def create_payment(self, ctx: RequestContext, registration_id: str, kind: str,

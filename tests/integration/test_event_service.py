@@ -100,6 +100,7 @@ class World:
 @pytest.fixture
 async def world(migrated_settings: Settings) -> Any:
     w = World(migrated_settings.model_copy(update={"jwt_secret": "s" * 40,
+                                                   "ticket_signing_key": "k" * 40,
                                                    "reservation_ttl_seconds": 2}))
     yield w
     await w.engine.dispose()

@@ -24,7 +24,9 @@ def embedded_app(ray_session: None, messaging_settings: Settings) -> Iterator[Se
 
     from cluster.app import APP_NAME, build_app
 
-    settings = messaging_settings.model_copy(update={"amqp_url": None, "jwt_secret": "x" * 48})
+    settings = messaging_settings.model_copy(update={"amqp_url": None, "jwt_secret": "x" * 48,
+                                                       "ticket_signing_key": "k" * 48,
+                                                       "payment_provider": "sandbox"})
     serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     try:
