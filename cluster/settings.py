@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # /events/{id}/ticket-types answers in memory this long (0 = off); its own writes drop the
     # answers they change at once, other replicas' writes show within this time.
     local_cache_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Largest request body the gateway reads (413 problem past it); uploads have their own limits.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Namespace of every Redis key the platform writes (rate limits, login throttling, cache).
     redis_key_prefix: str = "afisha"
 

@@ -62,6 +62,12 @@ class Conflict(ProblemError):
     slug = "conflict"
 
 
+class PayloadTooLarge(ProblemError):
+    """The request body is larger than the endpoint takes."""
+
+    slug = "payload-too-large"
+
+
 class Unprocessable(ProblemError):
     """The input breaks a rule of the domain."""
 

@@ -27,6 +27,7 @@ from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, prob
 from serve.common.logs import get_logger
 from serve.common.problems import problem, status_of
 from serve.gateway import messaging_metrics
+from serve.gateway.bodylimit import BodyLimit
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.localcache import LocalReadCache
@@ -156,6 +157,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     if settings.local_cache_ttl_seconds:
         app.add_middleware(LocalReadCache, ttl=settings.local_cache_ttl_seconds)
     app.add_middleware(RateLimitMiddleware, settings=settings, limiter=build_limiter(settings))
+    app.add_middleware(BodyLimit, limit=settings.max_request_body_bytes)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     install_error_handlers(app)
     for router in all_routers():
