@@ -8,7 +8,8 @@ those, so the method names of a deployment appear as strings only in its client.
 delivers it wrapped in ``RayTaskError``, and ``call`` unwraps it so the caller sees the
 service's own error class. A service that found no database connection (pool timeout, server
 full) is reported as 503 ``overloaded`` with ``Retry-After``; a call that gets no answer
-within the client's timeout is a 503 as well.
+within the client's timeout is a 504 ``upstream-timeout`` (the call may still take effect: the
+operations that create something take an idempotency key, so a retry does not do it twice).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 from typing import Any, Protocol
 
 from serve.common.context import RequestContext
-from serve.common.errors import ProblemError, ServiceUnavailable
+from serve.common.errors import ProblemError, ServiceUnavailable, UpstreamTimeout
 from storage.engine import is_overload
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -57,8 +58,8 @@ class ServiceClient:
         except RayActorError as exc:
             raise ServiceUnavailable(f"the {self.name} service is restarting; retry") from exc
         except TimeoutError:
-            raise ServiceUnavailable(f"the {self.name} service did not answer within "
-                                     f"{self.timeout:g}s; retry", retry_after=1) from None
+            raise UpstreamTimeout(f"the {self.name} service did not answer within "
+                                  f"{self.timeout:g}s; retry", retry_after=1) from None
 
 
 class ClientBase:

@@ -84,3 +84,10 @@ class ServiceUnavailable(ProblemError):
     """Not now: a dependency is down or overloaded; retry."""
 
     slug = "unavailable"
+
+
+class UpstreamTimeout(ProblemError):
+    """A service did not answer in time; the request may or may not have taken effect (retry
+    with the same ``Idempotency-Key`` where there is one)."""
+
+    slug = "upstream-timeout"

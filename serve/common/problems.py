@@ -19,6 +19,7 @@ from serve.common.errors import (
     TooManyRequests,
     Unauthorized,
     Unprocessable,
+    UpstreamTimeout,
 )
 
 PROBLEM_BASE = "https://afisha.dev/problems/"
@@ -33,6 +34,7 @@ HTTP: dict[type[ProblemError], tuple[int, str]] = {
     Unprocessable: (422, "Unprocessable content"),
     TooManyRequests: (429, "Too many requests"),
     ServiceUnavailable: (503, "Service unavailable"),
+    UpstreamTimeout: (504, "Gateway timeout"),
 }
 
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from serve.common.clients import ServiceClient
-from serve.common.errors import Conflict, ServiceUnavailable
+from serve.common.errors import Conflict, ServiceUnavailable, UpstreamTimeout
+from serve.common.problems import status_of
 
 
 async def test_problem_errors_cross_the_ray_boundary_intact(ray_session: None) -> None:
@@ -57,7 +58,8 @@ async def test_a_service_out_of_database_connections_answers_503(ray_session: No
     assert caught.value.extensions == {"retry_after": 1}
 
 
-async def test_a_service_that_does_not_answer_in_time_is_unavailable(ray_session: None) -> None:
+async def test_a_service_that_does_not_answer_in_time_is_a_gateway_timeout(
+        ray_session: None) -> None:
     import asyncio
 
     import ray
@@ -69,6 +71,7 @@ async def test_a_service_that_does_not_answer_in_time_is_unavailable(ray_session
             return "late"
 
     client = ServiceClient("event", Service.remote(), timeout=0.2)  # type: ignore[attr-defined]
-    with pytest.raises(ServiceUnavailable) as caught:
+    with pytest.raises(UpstreamTimeout) as caught:
         await client.call("slow")
     assert "did not answer within 0.2s" in caught.value.detail
+    assert status_of(caught.value) == (504, "Gateway timeout")
