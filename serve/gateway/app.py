@@ -23,7 +23,7 @@ from serve.common.context import (
     correlation_id_var,
 )
 from serve.common.errors import ProblemError
-from serve.common.health import DOWN, UP, check_amqp, check_redis, overall, probe
+from serve.common.health import UP, check_amqp, check_redis, failure, overall, probe
 from serve.common.logs import get_logger
 from serve.common.problems import problem, status_of
 from serve.gateway import messaging_metrics
@@ -200,7 +200,7 @@ async def platform_health(settings: Settings, services: Services,
                 getattr(services, name).health(ctx), 5)
             return result
         except Exception as exc:
-            return {"status": DOWN, "error": f"{type(exc).__name__}: {exc}"}
+            return failure(exc)
 
     names = [name for name, _ in services.items()]
     results = await asyncio.gather(*(service_health(n) for n in names))

@@ -50,6 +50,14 @@ def test_health_is_503_when_a_service_is_down(status: str) -> None:
     assert response.json()["services"]["payment"]["status"] == "DOWN"
 
 
+def test_health_names_a_failure_without_its_text() -> None:
+    client, _ = make_client(payment="BROKEN")
+    response = client.get("/actuator/health")
+    assert response.json()["services"]["payment"] == {"status": "DOWN",
+                                                      "error": "ConnectionError"}
+    assert "replica gone" not in response.text
+
+
 def test_service_calls_carry_the_request_correlation_id() -> None:
     client, fakes = make_client()
     response = client.get("/actuator/health", headers={"X-Correlation-ID": "abc-1"})
