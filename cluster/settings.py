@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     # /events/{id}/ticket-types answers in memory this long (0 = off); its own writes drop the
     # answers they change at once, other replicas' writes show within this time.
     local_cache_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
+    # /actuator/prometheus answers requests from these networks, or bearing this token.
+    metrics_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    metrics_token: str | None = None
     # Largest request body the gateway reads (413 problem past it); uploads have their own limits.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Namespace of every Redis key the platform writes (rate limits, login throttling, cache).
@@ -178,6 +182,13 @@ class Settings(BaseSettings):
     def _split_emails(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("metrics_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("event_reminder_offsets_minutes", mode="before")

@@ -7,6 +7,8 @@ unit tests), so this module never imports Ray.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import time
 from typing import Any
 
@@ -22,7 +24,7 @@ from serve.common.context import (
     accept_correlation_id,
     correlation_id_var,
 )
-from serve.common.errors import ProblemError
+from serve.common.errors import Forbidden, ProblemError
 from serve.common.health import UP, check_amqp, check_redis, failure, overall, probe
 from serve.common.logs import get_logger
 from serve.common.problems import problem, status_of
@@ -171,11 +173,28 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     @app.get("/actuator/prometheus", tags=["operations"], summary="Prometheus metrics",
              response_class=Response)
     async def prometheus(request: Request) -> Response:
+        if not metrics_allowed(settings, request):
+            raise Forbidden("metrics are served to AFISHA_METRICS_NETWORKS or with "
+                            "Authorization: Bearer <AFISHA_METRICS_TOKEN>",
+                            slug="metrics-forbidden")
         statuses = await messaging_statuses(services, base_context(request))
         body = metrics.render() + messaging_metrics.render(statuses)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+def metrics_allowed(settings: Settings, request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    if settings.metrics_token and hmac.compare_digest(
+            header.encode(), f"Bearer {settings.metrics_token}".encode()):
+        return True
+    try:
+        client = ipaddress.ip_address(request.client.host if request.client else "")
+    except ValueError:
+        return False
+    return any(client in ipaddress.ip_network(net, strict=False)
+               for net in settings.metrics_networks)
 
 
 async def messaging_statuses(services: Services, ctx: RequestContext) -> dict[str, Any]:

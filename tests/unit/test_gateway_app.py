@@ -25,10 +25,14 @@ class FakeClient:
         return {"status": self.status, "components": {}}
 
 
+METRICS_TOKEN = "metrics-" + "m" * 32
+
+
 def make_client(**statuses: str) -> tuple[TestClient, dict[str, FakeClient]]:
     names = ("user", "event", "payment", "notification", "media", "analytics")
     fakes = {n: FakeClient(n, statuses.get(n, "UP")) for n in names}
-    app = create_app(make_settings(), Services(**fakes))  # type: ignore[arg-type]
+    app = create_app(make_settings(metrics_token=METRICS_TOKEN),
+                     Services(**fakes))  # type: ignore[arg-type]
     return TestClient(app), fakes
 
 
@@ -80,11 +84,36 @@ def test_prometheus_counts_requests_by_route_template_and_status() -> None:
     client, _ = make_client()
     client.get("/actuator/health")
     client.get("/api/v1/nowhere")
-    text = client.get("/actuator/prometheus").text
+    text = client.get("/actuator/prometheus",
+                      headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert 'afisha_http_requests_total{method="GET",route="/actuator/health",status="200"} 1.0' \
         in text
     assert 'route="<unmatched>",status="404"' in text
     assert "afisha_http_request_duration_seconds_bucket" in text
+
+
+async def test_prometheus_needs_an_allowed_network_or_the_token() -> None:
+    import httpx
+
+    names = ("user", "event", "payment", "notification", "media", "analytics")
+    app = create_app(make_settings(metrics_token=METRICS_TOKEN, metrics_networks="10.1.0.0/16"),
+                     Services(**{n: FakeClient(n) for n in names}))  # type: ignore[arg-type]
+
+    async def get(client: str, **headers: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(client, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            return await http.get("/actuator/prometheus", headers=headers)
+
+    refused = await get("203.0.113.5")
+    assert refused.status_code == 403 and refused.json()["type"].endswith("/metrics-forbidden")
+    assert (await get("203.0.113.5", Authorization="Bearer nope")).status_code == 403
+    assert (await get("203.0.113.5", Authorization=f"Bearer {METRICS_TOKEN}")).status_code == 200
+    assert (await get("10.1.2.3")).status_code == 200
+    assert (await get("127.0.0.1")).status_code == 403  # loopback is allowed only by default
+    default = create_app(make_settings(), Services(**{n: FakeClient(n) for n in names}))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=default, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        assert (await http.get("/actuator/prometheus")).status_code == 200
 
 
 def test_unexpected_errors_are_a_500_problem_with_the_correlation_id() -> None:
