@@ -131,6 +131,7 @@ class Settings(BaseSettings):
     rate_limit_auth_per_minute: int = Field(default=20, ge=0)
     rate_limit_reserve_per_minute: int = Field(default=30, ge=0)
     rate_limit_default_per_minute: int = Field(default=600, ge=0)
+    rate_limit_webhook_per_minute: int = Field(default=6000, ge=0)  # per provider, not per IP
     # When Redis is configured but unreachable: True lets requests through unlimited (logged),
     # False answers 503 until Redis is back.
     rate_limit_fail_open: bool = True

@@ -1,9 +1,12 @@
 """Rate limiting at the gateway: per user (valid access token) or else per client IP.
 
-Three budgets per client and minute (``AFISHA_RATE_LIMIT_{AUTH,RESERVE,DEFAULT}_PER_MINUTE``,
+Budgets per client and minute (``AFISHA_RATE_LIMIT_{AUTH,RESERVE,DEFAULT}_PER_MINUTE``,
 0 = off): ``auth`` for ``/api/v1/auth/*``, ``reserve`` for
 ``POST /api/v1/events/{id}/registrations``, ``default`` for every other ``/api/v1`` route.
-Operations routes (``/actuator/*``, docs) are not limited.
+Provider webhooks (``POST /api/v1/webhooks/{provider}``, ``POST /api/v1/telegram/webhook``)
+spend no client's budget: they have one per provider (``AFISHA_RATE_LIMIT_WEBHOOK_PER_MINUTE``),
+so a provider's burst of notifications never uses up an IP's budget, and no IP can use up a
+provider's. Operations routes (``/actuator/*``, docs) are not limited.
 
 The algorithm is GCRA (a leaky bucket kept as one timestamp per key): a client may spend its
 whole minute's budget at once, then one request every ``60 / limit`` seconds. With Redis the
@@ -37,6 +40,7 @@ from serve.gateway.auth import bearer_subject, client_ip
 log = get_logger("gateway.ratelimit")
 PERIOD_MS = 60_000
 _RESERVE = re.compile(r"^/api/v1/events/[^/]+/registrations/?$")
+_WEBHOOK = re.compile(r"^/api/v1/(?:webhooks/(?P<provider>[^/]+)|telegram/webhook)/?$")
 
 # KEYS[1] the client's key; ARGV[1] ms between requests; ARGV[2] burst (the per-minute limit).
 # Returns {allowed (1/0), ms until the next request would be allowed}.
@@ -141,6 +145,8 @@ def budget(method: str, path: str) -> str | None:
         return "auth"
     if method == "POST" and _RESERVE.match(path):
         return "reserve"
+    if method == "POST" and _WEBHOOK.match(path):
+        return "webhook"
     return "default"
 
 
@@ -159,6 +165,9 @@ class RateLimitMiddleware:
         self.prefix = f"{settings.redis_key_prefix}:ratelimit"
 
     def _client(self, scope: Scope) -> str:
+        webhook = _WEBHOOK.match(scope["path"]) if scope["method"] == "POST" else None
+        if webhook:
+            return f"provider:{webhook['provider'] or 'telegram'}"
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization")
         user = bearer_subject(self.settings, auth.decode("latin-1") if auth else None)

@@ -73,6 +73,19 @@ async def test_budgets_are_separate_and_per_user_when_a_token_is_sent(redis_url:
         assert (await http.get("/actuator/prometheus")).status_code == 200
 
 
+async def test_webhooks_have_a_budget_per_provider_and_spend_no_ip_budget(
+        redis_url: str) -> None:
+    settings = limited(redis_url, rate_limit_default_per_minute=1,
+                       rate_limit_webhook_per_minute=3)
+    async with gateway(settings, Absent()) as http:
+        sandbox = await statuses(http, 4, "POST", "/api/v1/webhooks/sandbox")
+        yookassa = await statuses(http, 1, "POST", "/api/v1/webhooks/yookassa")
+        after = await statuses(http, 2, "GET", "/api/v1/nothing")
+    assert sandbox[:3] != [429] * 3 and sandbox[3] == 429  # the provider's own budget
+    assert yookassa[0] != 429  # another provider's budget is its own
+    assert after == [404, 429]  # this IP's budget was untouched by the webhooks
+
+
 async def test_two_gateway_replicas_share_one_limit(redis_url: str) -> None:
     settings = limited(redis_url, rate_limit_default_per_minute=4)
     async with gateway(settings, Absent()) as one, gateway(settings, Absent()) as two:

@@ -35,6 +35,8 @@ def test_budgets_by_route() -> None:
     assert budget("POST", "/api/v1/events/e1/registrations") == "reserve"
     assert budget("GET", "/api/v1/events/e1/registrations") == "default"
     assert budget("GET", "/api/v1/users/me") == "default"
+    assert budget("POST", "/api/v1/webhooks/yookassa") == "webhook"
+    assert budget("POST", "/api/v1/telegram/webhook") == "webhook"
     assert budget("GET", "/actuator/health") is None
     assert budget("GET", "/docs") is None
 
