@@ -33,9 +33,9 @@ integration: $(STAMP) ## Run the integration tests (real Postgres/RabbitMQ/Redis
 e2e: $(STAMP) ## Start the platform and run the HTTP end-to-end tests
 	$(BIN)/pytest tests/e2e
 
-lint: $(STAMP) ## ruff, and imports point one way (tools/layers.py)
+lint: $(STAMP) ## ruff, and imports point one way (tests/layers.py)
 	$(BIN)/ruff check .
-	$(BIN)/python tools/layers.py
+	$(BIN)/python tests/layers.py
 
 typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy

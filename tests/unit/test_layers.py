@@ -1,10 +1,10 @@
-"""Imports point one way (tools/layers.py): the project keeps the rule, and the rule bites."""
+"""Imports point one way (tests/layers.py): the project keeps the rule, and the rule bites."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tools import layers
+from tests import layers
 
 
 def test_no_module_imports_a_layer_above_its_own() -> None:

@@ -1,7 +1,7 @@
 """Imports point one way: ``cluster`` -> ``serve`` -> (``actors``, ``messaging``, ``storage``)
 -> the kernel.
 
-Run as ``python tools/layers.py`` (``make lint`` does); ``tests/unit/test_layers.py`` runs the
+Run as ``python tests/layers.py`` (``make lint`` does); ``tests/unit/test_layers.py`` runs the
 same check. Every ``import`` in the five packages counts, including those inside functions.
 
 - A module may import modules of its own layer and of the layers below it, never above.
@@ -109,7 +109,7 @@ def main() -> int:
     for violation in violations:
         print(f"upward import: {violation}")
     for importer, imported in sorted(stale):
-        print(f"tools/layers.py: IGNORED lists {importer} -> {imported}, which no longer "
+        print(f"tests/layers.py: IGNORED lists {importer} -> {imported}, which no longer "
               "occurs; remove it")
     return 1 if violations or stale else 0
 

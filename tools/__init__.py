@@ -1,1 +1,0 @@
-"""Checks run by make lint (and by the tests)."""
