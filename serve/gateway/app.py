@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -141,7 +142,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings, services: Services) -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(  # Swagger UI and ReDoc from the package: /docs works offline
         title="Afisha API",
         version="0.1.0",
         description="Events, tickets, payments and check-in. Errors are RFC 9457 "

@@ -130,3 +130,16 @@ def test_unexpected_errors_are_a_500_problem_with_the_correlation_id() -> None:
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["X-Correlation-ID"] == "cid-500"
     assert response.json()["correlation_id"] == "cid-500"
+
+
+def test_the_api_docs_need_no_internet() -> None:
+    import re
+
+    client, _ = make_client()
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert not re.search(r"(src|href)=['\"]https?://", html), page
+        for asset in re.findall(r"(?:src|href)=['\"](/[^'\"]+)['\"]", html):
+            served = client.get(asset)
+            assert served.status_code == 200 and len(served.content) > 1000, asset
+    assert client.get("/openapi.json").json()["info"]["title"] == "Afisha API"
