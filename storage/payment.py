@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -62,6 +63,9 @@ payments = Table(
     Column("provider_payment_id", Text),
     Column("confirmation_url", Text),
     Column("failure_reason", Text),
+    # The payer asked to keep the payment method for one-click payments.
+    Column("save_method", Boolean, nullable=False, server_default=text("false")),
+    Column("payment_method_id", UUID(as_uuid=True)),  # charged to a saved method
     *_timestamps(),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("refunded_amount <= captured_amount", name="refund_within_capture"),
@@ -69,6 +73,21 @@ payments = Table(
           postgresql_where=text("status <> 'failed'")),
     Index("ix_payments_event", "event_id"),
     Index("uq_payments_provider_id", "provider", "provider_payment_id", unique=True),
+)
+
+# A payer's saved payment method: the provider's id, its type and a display title only (card
+# data never reaches Afisha).
+payment_methods = Table(
+    "payment_methods", metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("user_id", UUID(as_uuid=True), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("provider_method_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    *_timestamps(),
+    Index("uq_payment_methods_provider_id", "provider", "provider_method_id", unique=True),
+    Index("ix_payment_methods_user", "user_id", "created_at"),
 )
 
 refunds = Table(

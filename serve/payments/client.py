@@ -12,9 +12,17 @@ View = dict[str, Any]
 
 class PaymentClient(ClientBase):
     async def create_payment(self, ctx: RequestContext, registration_id: str, kind: str,
-                             idempotency_key: str | None) -> View:
+                             idempotency_key: str | None, save_method: bool = False,
+                             method_id: str | None = None) -> View:
         return cast(View, await self.transport.call(
-            "create_payment", ctx, registration_id, kind, idempotency_key))
+            "create_payment", ctx, registration_id, kind, idempotency_key, save_method,
+            method_id))
+
+    async def list_methods(self, ctx: RequestContext) -> View:
+        return cast(View, await self.transport.call("list_methods", ctx))
+
+    async def delete_method(self, ctx: RequestContext, method_id: str) -> None:
+        await self.transport.call("delete_method", ctx, method_id)
 
     async def list_payments(self, ctx: RequestContext, registration_id: str | None,
                             event_id: str | None, cursor: str | None, limit: int) -> View:

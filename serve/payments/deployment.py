@@ -19,7 +19,7 @@ from serve.common.context import RequestContext, bound, correlation_id_var
 from serve.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serve.common.service import ServiceBase
 from serve.events.client import EventClient
-from serve.payments import idempotency, intake, orders, refunds, remainder, service
+from serve.payments import idempotency, intake, methods, orders, refunds, remainder, service
 from serve.payments.delivery import SandboxDeliverer
 from serve.payments.domain import Kind
 from serve.payments.providers import Provider, SandboxProvider, provider_named
@@ -64,7 +64,8 @@ class PaymentService(ServiceBase):
 
     # --- public API (called by the gateway) ---
     async def create_payment(self, ctx: RequestContext, registration_id: str, kind: str,
-                             idempotency_key: str | None) -> dict[str, Any]:
+                             idempotency_key: str | None, save_method: bool = False,
+                             method_id: str | None = None) -> dict[str, Any]:
         with bound(ctx):
             user_id = _user(ctx)
             async with self.sessions() as session:
@@ -73,11 +74,25 @@ class PaymentService(ServiceBase):
                 raise Forbidden("only the attendee pays for a registration")
 
             async def operation(uow: UnitOfWork) -> dict[str, Any]:
-                return await service.create_payment(uow, self.provider, reg, Kind(kind))
+                return await service.create_payment(uow, self.provider, reg, Kind(kind),
+                                                    save_method, method_id)
 
+            request: dict[str, Any] = {"registration_id": registration_id, "kind": kind}
+            if save_method or method_id:
+                request |= {"save_payment_method": save_method, "payment_method_id": method_id}
             return await idempotency.run_once(
                 self.sessions, lambda: self.uow(ctx), f"{user_id}:create-payment",
-                idempotency_key, {"registration_id": registration_id, "kind": kind}, operation)
+                idempotency_key, request, operation)
+
+    async def list_methods(self, ctx: RequestContext) -> dict[str, Any]:
+        with bound(ctx):
+            async with self.sessions() as session:
+                return await methods.listed(session, _user(ctx))
+
+    async def delete_method(self, ctx: RequestContext, method_id: str) -> None:
+        with bound(ctx):
+            async with self.sessions() as session, session.begin():
+                await methods.forget(session, _user(ctx), method_id)
 
     async def get_payment(self, ctx: RequestContext, payment_id: str) -> dict[str, Any]:
         with bound(ctx):
@@ -140,7 +155,8 @@ class PaymentService(ServiceBase):
                 if str(row["user_id"]) != _user(ctx):
                     raise Forbidden("only the payer checks out a payment")
                 queued = await self.sandbox.checkout(session, str(row["provider_payment_id"]),
-                                                     outcome, copies, reverse)
+                                                     outcome, copies, reverse,
+                                                     save_method=row["save_method"])
             self.deliverer.wake.set()
             return {"payment_id": payment_id, "outcome": outcome, "webhooks_queued": queued}
 

@@ -19,6 +19,11 @@ class PaymentIn(BaseModel):
 
     registration_id: str
     kind: Literal["full", "prepayment", "remainder"] = "full"
+    save_payment_method: bool = Field(
+        default=False, description="keep the payer's method for one-click payments")
+    payment_method_id: str | None = Field(
+        default=None, max_length=64,
+        description="charge one of your saved methods (no redirect to the provider)")
 
 
 class PaymentOut(BaseModel):
@@ -42,6 +47,19 @@ class PaymentList(BaseModel):
     next_cursor: str | None
     by_status: dict[str, int] | None = Field(
         default=None, description="an event's payments counted by status (event_id lists)")
+
+
+class PaymentMethodOut(BaseModel):
+    id: str
+    provider: str
+    type: str
+    title: str = Field(description='a display title only, e.g. "Card *4444"')
+    created_at: str
+
+
+class PaymentMethodList(BaseModel):
+    items: list[PaymentMethodOut]
+    next_cursor: str | None
 
 
 class RefundIn(BaseModel):

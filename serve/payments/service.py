@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.outbox import UnitOfWork
 from serve.common import paging
-from serve.common.errors import Conflict, NotFound
-from serve.payments import refunds, remainder
+from serve.common.errors import Conflict, NotFound, Unprocessable
+from serve.payments import methods, refunds, remainder
 from serve.payments.domain import (
     CAPTURED,
     Kind,
@@ -73,23 +73,37 @@ async def event_payments(session: AsyncSession, event_id: uuid.UUID, cursor: str
 
 
 async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
-                         kind: Kind) -> dict[str, Any]:
-    """The live payment of this kind for the registration, created when there is none."""
+                         kind: Kind, save_method: bool = False,
+                         method_id: str | None = None) -> dict[str, Any]:
+    """The live payment of this kind for the registration, created when there is none;
+    ``save_method`` asks the provider to keep the payer's method, ``method_id`` (one of the
+    payer's saved methods) charges it without a payer step."""
     session = uow.session
     existing = (await session.execute(
         select(payments).where(payments.c.registration_id == uuid.UUID(reg.registration_id))
         .with_for_update())).mappings().all()
     for row in existing:
         if row["kind"] == kind.value and row["status"] != Status.FAILED.value:
+            if row["status"] == Status.PENDING.value and (save_method or method_id):
+                return await _pay_pending_with_method(uow, provider, row, save_method,
+                                                      method_id)
             return view(row)
     if kind is Kind.REMAINDER:
         await remainder.check_payable(session, reg.registration_id)
     captured = {Kind(r["kind"]): r["captured_amount"] for r in existing
                 if Status(r["status"]) in CAPTURED}
     amount = amount_due(reg.order, kind, captured)
+    method = None
+    if method_id is not None:
+        method = await methods.own(session, reg.user_id, method_id)
+        if method["provider"] != provider.name:
+            raise Unprocessable("this payment method belongs to another provider",
+                                slug="unknown-payment-method")
     payment_id = uuid.uuid4()
-    issued = await provider.create_payment(session, str(payment_id), amount, reg.order.currency,
-                                           f"registration {reg.registration_id}")
+    issued = await provider.create_payment(
+        session, str(payment_id), amount, reg.order.currency,
+        f"registration {reg.registration_id}", save_method=save_method and method is None,
+        method_id=method["provider_method_id"] if method else None)
     values = {
         "id": payment_id, "registration_id": uuid.UUID(reg.registration_id),
         "event_id": uuid.UUID(reg.event_id), "organization_id": uuid.UUID(reg.organization_id),
@@ -97,6 +111,8 @@ async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
         "amount": amount, "currency": reg.order.currency, "provider": provider.name,
         "provider_payment_id": issued.provider_payment_id,
         "confirmation_url": issued.confirmation_url,
+        "save_method": save_method and method is None,
+        "payment_method_id": method["id"] if method else None,
     }
     try:
         async with session.begin_nested():
@@ -110,7 +126,43 @@ async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
         return view(row)
     row = await load(session, str(payment_id))
     uow.publish("payment.created", event_data(row), aggregate_id=str(payment_id))
+    if issued.succeeded:  # a saved method: paid at once
+        await session.execute(update(payments).where(payments.c.id == payment_id).values(
+            status=Status.COMPLETED.value, captured_amount=amount, updated_at=func.now()))
+        row = await load(session, str(payment_id))
+        uow.publish("payment.completed", event_data(row), aggregate_id=str(payment_id))
     return view(row)
+
+
+async def _pay_pending_with_method(uow: UnitOfWork, provider: Provider, row: RowMapping,
+                                   save_method: bool, method_id: str | None) -> dict[str, Any]:
+    """A pending payment the payer now pays with a saved method (charged at once), or asks to
+    keep its method (with a provider that has not issued it yet: the sandbox)."""
+    session = uow.session
+    if method_id is None:
+        if not getattr(provider, "issues_locally", False):
+            raise Conflict("this payment was issued without keeping its method; pay it, and "
+                           "ask to keep the method on the next one", slug="payment-issued")
+        await session.execute(update(payments).where(payments.c.id == row["id"]).values(
+            save_method=True, updated_at=func.now()))
+        return view(await load(session, str(row["id"])))
+    method = await methods.own(session, str(row["user_id"]), method_id)
+    if method["provider"] != provider.name:
+        raise Unprocessable("this payment method belongs to another provider",
+                            slug="unknown-payment-method")
+    issued = await provider.create_payment(
+        session, f"{row['id']}:{method['id']}", row["amount"], row["currency"],
+        f"registration {row['registration_id']}", method_id=method["provider_method_id"])
+    changes: dict[str, Any] = {"provider_payment_id": issued.provider_payment_id,
+                               "confirmation_url": issued.confirmation_url,
+                               "payment_method_id": method["id"], "updated_at": func.now()}
+    if issued.succeeded:
+        changes |= {"status": Status.COMPLETED.value, "captured_amount": row["amount"]}
+    await session.execute(update(payments).where(payments.c.id == row["id"]).values(**changes))
+    paid = await load(session, str(row["id"]))
+    if issued.succeeded:
+        uow.publish("payment.completed", event_data(paid), aggregate_id=str(row["id"]))
+    return view(paid)
 
 
 async def apply_notification(uow: UnitOfWork, provider: Provider, note: Notification,
@@ -135,6 +187,8 @@ async def apply_notification(uow: UnitOfWork, provider: Provider, note: Notifica
     changes: dict[str, Any] = {"status": new.value, "updated_at": func.now()}
     if new is Status.COMPLETED:
         changes["captured_amount"] = row["amount"]
+        if note.method is not None and row["save_method"]:
+            await methods.keep(session, row["user_id"], provider.name, note.method)
     if new is Status.FAILED:
         changes["failure_reason"] = note.reason or "declined by the provider"
     await session.execute(update(payments).where(payments.c.id == row["id"]).values(**changes))

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from serve.common.errors import BadRequest, ServiceUnavailable
 from serve.payments.domain import Status
-from serve.payments.providers import Notification, ProviderPayment, ProviderRefund
+from serve.payments.providers import Notification, ProviderPayment, ProviderRefund, saved_method
 
 _STATUS = {"pending": Status.PENDING, "waiting_for_capture": Status.PROCESSING,
            "succeeded": Status.COMPLETED, "canceled": Status.FAILED}
@@ -53,16 +53,24 @@ class YooKassaProvider:
         return result
 
     async def create_payment(self, session: AsyncSession, payment_id: str, amount: int,
-                             currency: str, description: str) -> ProviderPayment:
-        created = await self._call("POST", "payments", key=payment_id, body={
+                             currency: str, description: str, save_method: bool = False,
+                             method_id: str | None = None) -> ProviderPayment:
+        body: dict[str, Any] = {
             "amount": {"value": to_value(amount), "currency": currency},
             "capture": True,
-            "confirmation": {"type": "redirect", "return_url": self.return_url},
             "description": description[:128],
             "metadata": {"payment_id": payment_id},
-        })
-        return ProviderPayment(provider_payment_id=created["id"],
-                               confirmation_url=created["confirmation"]["confirmation_url"])
+        }
+        if method_id is not None:  # a saved method: charged without a payer step
+            body["payment_method_id"] = method_id
+        else:
+            body["confirmation"] = {"type": "redirect", "return_url": self.return_url}
+            if save_method:
+                body["save_payment_method"] = True
+        created = await self._call("POST", "payments", key=payment_id, body=body)
+        confirmation = (created.get("confirmation") or {}).get("confirmation_url")
+        return ProviderPayment(provider_payment_id=created["id"], confirmation_url=confirmation,
+                               succeeded=created.get("status") == "succeeded")
 
     async def refund(self, refund_id: str, provider_payment_id: str, amount: int,
                      currency: str) -> ProviderRefund:
@@ -96,7 +104,8 @@ class YooKassaProvider:
             raise BadRequest(f"unknown YooKassa status {current['status']!r}")
         reason = (current.get("cancellation_details") or {}).get("reason")
         return Notification(event_id=f"{provider_id}:{current['status']}",
-                            provider_payment_id=provider_id, status=status, reason=reason)
+                            provider_payment_id=provider_id, status=status, reason=reason,
+                            method=saved_method(current))
 
     async def aclose(self) -> None:
         await self.client.aclose()

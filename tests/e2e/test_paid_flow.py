@@ -153,3 +153,46 @@ def test_prepayment_then_remainder_and_event_cancellation(platform: RunningPlatf
         assert http.get("/api/v1/payments", params={"event_id": event_id},
                         headers=auth(fan)).status_code == 403
         assert http.get("/api/v1/payments", headers=auth(owner)).status_code == 400
+
+
+def test_a_saved_card_pays_the_next_ticket_in_one_step(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        owner = account(http, f"org-{uuid.uuid4().hex[:8]}@example.org")
+        fan = account(http, f"fan-{uuid.uuid4().hex[:8]}@example.org")
+        event_id, tt_id = paid_event(http, owner, price=1_500)
+
+        def registered() -> str:
+            reg = http.post(f"/api/v1/events/{event_id}/registrations", headers=auth(fan),
+                            json={"ticket_type_id": tt_id, "quantity": 1,
+                                  "payment_mode": "full"})
+            assert reg.status_code == 201, reg.text
+            return str(reg.json()["id"])
+
+        first = registered()
+        payment = payment_of(http, fan, first, "full")
+        keep = http.post("/api/v1/payments", headers=auth(fan), json={
+            "registration_id": first, "kind": "full", "save_payment_method": True})
+        assert keep.status_code == 200 and keep.json()["id"] == payment["id"], keep.text
+        http.post(f"/api/v1/payments/{payment['id']}/sandbox-checkout", headers=auth(fan),
+                  json={"outcome": "succeeded"})
+        kept = eventually(lambda: http.get("/api/v1/payments/methods",
+                                           headers=auth(fan)).json()["items"], "a kept card")
+        assert [(m["title"], m["provider"]) for m in kept] == [("Card *4444", "sandbox")]
+
+        second = registered()
+        pending = payment_of(http, fan, second, "full")
+        charged = http.post("/api/v1/payments", headers=auth(fan), json={
+            "registration_id": second, "kind": "full", "payment_method_id": kept[0]["id"]})
+        assert charged.status_code == 200, charged.text
+        assert charged.json()["id"] == pending["id"]
+        assert charged.json()["status"] == "completed"
+        assert charged.json()["confirmation_url"] is None
+        status(http, fan, f"/api/v1/registrations/{second}", "confirmed")
+
+        stranger = account(http, f"x-{uuid.uuid4().hex[:8]}@example.org")
+        assert http.get("/api/v1/payments/methods", headers=auth(stranger)).json()["items"] == []
+        assert http.delete(f"/api/v1/payments/methods/{kept[0]['id']}",
+                           headers=auth(stranger)).status_code == 404
+        assert http.delete(f"/api/v1/payments/methods/{kept[0]['id']}",
+                           headers=auth(fan)).status_code == 204
+        assert http.get("/api/v1/payments/methods", headers=auth(fan)).json()["items"] == []

@@ -49,6 +49,20 @@ def create_app(shop_id: str, secret_key: str) -> FastAPI:
             "metadata": body.get("metadata", {}), "recipient": {"account_id": shop_id},
             "refundable": False, "test": True,
         }
+        if body.get("save_payment_method"):
+            payments[pid]["payment_method"] = {"type": "bank_card", "id": f"pm-{pid}",
+                                               "saved": False, "title": "Bank card *4444"}
+        if "payment_method_id" in body:  # a saved method: charged without the payer
+            method = next((p["payment_method"] for p in payments.values()
+                           if p.get("payment_method", {}).get("id") == body["payment_method_id"]
+                           and p["payment_method"]["saved"]), None)
+            if method is None:
+                del payments[pid]
+                raise HTTPException(400, {"type": "error", "code": "invalid_request",
+                                          "parameter": "payment_method_id"})
+            payments[pid].update(status="succeeded", paid=True, payment_method=method,
+                                 captured_at=now(), refundable=True)
+            del payments[pid]["confirmation"]
         answers[str(key)] = payments[pid]
         return payments[pid]
 
@@ -85,6 +99,8 @@ def create_app(shop_id: str, secret_key: str) -> FastAPI:
     async def set_status(pid: str, request: Request) -> dict[str, Any]:
         body = await request.json()
         payments[pid]["status"] = body["status"]
+        if body["status"] == "succeeded" and "payment_method" in payments[pid]:
+            payments[pid]["payment_method"]["saved"] = True
         if body["status"] == "canceled":
             payments[pid]["cancellation_details"] = {"party": "yoo_money",
                                                      "reason": "insufficient_funds"}

@@ -57,13 +57,15 @@ async def outbox_count(sessions: Any, event_type: str, payment_id: str) -> int:
 
 
 async def checkout(sessions: Any, sandbox: SandboxProvider, payment: dict[str, Any],
-                   outcome: str, copies: int = 1, reverse: bool = False) -> list[str]:
+                   outcome: str, copies: int = 1, reverse: bool = False,
+                   save_method: bool = False) -> list[str]:
     """Play the payer, then hand back the webhook bodies the sandbox queued for delivery."""
     async with sessions() as session, session.begin():
         provider_id = await session.scalar(select(payments.c.provider_payment_id).where(
             payments.c.id == uuid.UUID(payment["id"])))
         last = await session.scalar(select(func.coalesce(func.max(sandbox_webhooks.c.id), 0)))
-        await sandbox.checkout(session, str(provider_id), outcome, copies, reverse)
+        await sandbox.checkout(session, str(provider_id), outcome, copies, reverse,
+                               save_method=save_method)
         rows = await session.execute(select(sandbox_webhooks.c.body).where(
             sandbox_webhooks.c.id > last).order_by(sandbox_webhooks.c.id))
         return [r[0] for r in rows]

@@ -87,3 +87,21 @@ async def test_refunds_and_bad_notifications(fake: Any) -> None:
     with pytest.raises(BadRequest, match="invalid_credentials"):
         await wrong_key.create_payment(None, "pay-5", 1_000, "RUB", "t")
     await wrong_key.aclose()
+
+
+async def test_a_saved_method_is_reported_once_paid_and_charges_without_a_redirect(
+        fake: Any) -> None:
+    provider, app, control = fake
+    first = await provider.create_payment(None, "pay-5", 2_000, "RUB", "t", save_method=True)
+    assert app.state.payments[first.provider_payment_id]["payment_method"]["saved"] is False
+    pid = first.provider_payment_id
+    pending = await provider.verify_webhook({}, notification("payment.pending", pid, "x"), 0)
+    assert pending.method is None  # nothing kept before the payer paid
+    await control.post(f"/_control/payments/{pid}", json={"status": "succeeded"})
+    paid = await provider.verify_webhook({}, notification("payment.succeeded", pid, "x"), 0)
+    assert paid.method is not None and paid.method.title == "Bank card *4444"
+    again = await provider.create_payment(None, "pay-6", 1_500, "RUB", "t",
+                                          method_id=paid.method.provider_method_id)
+    assert again.succeeded and again.confirmation_url is None
+    with pytest.raises(BadRequest):
+        await provider.create_payment(None, "pay-7", 1_500, "RUB", "t", method_id="pm-unknown")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from serve.gateway.deps import PublicContext, ServicesDep, UserContext
 from serve.payments.schemas import (
@@ -12,6 +12,7 @@ from serve.payments.schemas import (
     CheckoutOut,
     PaymentIn,
     PaymentList,
+    PaymentMethodList,
     PaymentOut,
     RefundIn,
     RefundOut,
@@ -27,7 +28,21 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 async def create_payment(body: PaymentIn, ctx: UserContext, services: ServicesDep,
                          idempotency_key: IdempotencyKey = None) -> Any:
     return await services.payment.create_payment(ctx, body.registration_id, body.kind,
-                                                 idempotency_key)
+                                                 idempotency_key, body.save_payment_method,
+                                                 body.payment_method_id)
+
+
+@router.get("/payments/methods", response_model=PaymentMethodList,
+            summary="Your saved payment methods (one-click payments)")
+async def list_methods(ctx: UserContext, services: ServicesDep) -> Any:
+    return await services.payment.list_methods(ctx)
+
+
+@router.delete("/payments/methods/{method_id}", status_code=204, response_class=Response,
+               summary="Forget one of your saved payment methods")
+async def delete_method(method_id: str, ctx: UserContext, services: ServicesDep) -> Response:
+    await services.payment.delete_method(ctx, method_id)
+    return Response(status_code=204)
 
 
 @router.get("/payments", response_model=PaymentList,
