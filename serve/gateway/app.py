@@ -29,7 +29,7 @@ from serve.common.errors import Forbidden, ProblemError
 from serve.common.health import UP, check_amqp, check_redis, failure, overall, probe
 from serve.common.logs import get_logger
 from serve.common.problems import problem, status_of
-from serve.gateway import messaging_metrics
+from serve.gateway import messaging_metrics, openapi
 from serve.gateway.bodylimit import BodyLimit
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
@@ -163,6 +163,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_request_body_bytes)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     install_error_handlers(app)
+    openapi.install(app)
     for router in all_routers():
         app.include_router(router, dependencies=[Depends(enforce_authentication)])
 

@@ -143,3 +143,15 @@ def test_the_api_docs_need_no_internet() -> None:
             served = client.get(asset)
             assert served.status_code == 200 and len(served.content) > 1000, asset
     assert client.get("/openapi.json").json()["info"]["title"] == "Afisha API"
+
+
+def test_every_operation_documents_its_errors_as_problems() -> None:
+    client, _ = make_client()
+    document = client.get("/openapi.json").json()
+    assert document["components"]["schemas"]["Problem"]["required"] == [
+        "type", "title", "status", "detail"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for code in ("401", "404", "422", "503"):
+                content = operation["responses"][code]["content"]
+                assert list(content) == ["application/problem+json"], (method, path, code)
