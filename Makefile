@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-bench run test unit integration e2e lint typecheck footprint bench clean
+.PHONY: help install install-bench run test unit integration e2e chaos lint typecheck footprint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ lint: $(STAMP) ## ruff, and imports point one way (tests/layers.py)
 
 typecheck: $(STAMP) ## mypy
 	$(BIN)/mypy
+
+chaos: $(STAMP) ## Faults during a sale (host and replica killed, broker and database connections cut), then an audit
+	$(BIN)/pytest -s tests/chaos
 
 footprint: $(STAMP) ## Measure time from start to healthy and the idle memory of the platform
 	$(BIN)/python benchmarks/footprint.py

@@ -79,7 +79,7 @@ class AmqpPublisher:
             if self._connection is None or self._connection.is_closed:
                 self._connection = await aio_pika.connect_robust(
                     self.url, timeout=5, reconnect_interval=1,
-                    client_properties={"connection_name": "afisha-relay"})
+                    client_properties={"connection_name": f"afisha-relay {self.names.exchange}"})
                 self._exchange = None
             if self._exchange is None:
                 channel = await self._connection.channel(publisher_confirms=True)
@@ -136,7 +136,8 @@ class AmqpConsumer:
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
             self.url, timeout=5, reconnect_interval=1,
-            client_properties={"connection_name": f"afisha-consumer-{self.runtime.service}"})
+            client_properties={"connection_name": f"afisha-consumer-{self.runtime.service} "
+                                                  f"{self.names.exchange}"})
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self.prefetch)
         await topology.declare_consumer(channel, self.names, self.runtime.service,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,9 +23,13 @@ ADMIN_EMAIL = "admin@e2e-afisha.example.org"
 
 
 class RunningPlatform:
-    def __init__(self, base_url: str, log: Path) -> None:
+    def __init__(self, base_url: str, log: Path, exchange: str = "", database_url: str = "",
+                 pid: int = 0) -> None:
         self.base_url = base_url
         self.log = log
+        self.exchange = exchange  # its RabbitMQ exchange (and the prefix of its queues)
+        self.database_url = database_url
+        self.pid = pid  # of `afisha run`: Ray, the replicas and the hosts are its descendants
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30)
@@ -33,7 +38,15 @@ class RunningPlatform:
 @pytest.fixture(scope="session")
 def platform(platform_database: str, amqp_url: str, redis_url: str,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    work = tmp_path_factory.mktemp("platform")
+    with started_platform(platform_database, amqp_url, redis_url,
+                          tmp_path_factory.mktemp("platform")) as running:
+        yield running
+
+
+@contextmanager
+def started_platform(platform_database: str, amqp_url: str, redis_url: str,
+                     work: Path) -> Iterator[RunningPlatform]:
+    """``afisha run`` on its own database, exchange and Redis prefix, stopped afterwards."""
     port = free_port()
     run_id = uuid.uuid4().hex[:10]  # queues and Redis keys of its own: runs in parallel
     exchange = f"afisha.e2e.{run_id}"
@@ -62,7 +75,7 @@ def platform(platform_database: str, amqp_url: str, redis_url: str,
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(process, base_url, log)
-        yield RunningPlatform(base_url, log)
+        yield RunningPlatform(base_url, log, exchange, platform_database, process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         try:
