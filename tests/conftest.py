@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -46,10 +47,14 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
 
 
+# The server tests create their databases on: AFISHA_TEST_DATABASE_URL's, or an embedded one.
+ADMIN = {"url": PG_ADMIN_URL}
+
+
 async def admin_sql(sql: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(PG_ADMIN_URL)
+    conn = await asyncpg.connect(ADMIN["url"])
     try:
         await conn.execute(sql)
     finally:
@@ -57,11 +62,40 @@ async def admin_sql(sql: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> str:
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """AFISHA_TEST_DATABASE_URL's server; on a machine without it (and outside CI) an embedded
+    PostgreSQL started for this session, so every test that needs only PostgreSQL runs."""
     error = reachable(PG_ADMIN_URL)
-    if error:
+    if not error:
+        yield PG_ADMIN_URL
+        return
+    if REQUIRE:
         unavailable(f"PostgreSQL at {PG_ADMIN_URL}", error)
-    return PG_ADMIN_URL
+    from cluster.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"))
+    url = server.start().replace("postgresql+asyncpg://", "postgresql://")
+    ADMIN["url"] = url
+    try:
+        yield url
+    finally:
+        ADMIN["url"] = PG_ADMIN_URL
+        server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One last line naming what was skipped and why (nothing is, with the services up)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "skipped"
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.write_line(
+        f"skipped {len(skipped)} tests: " + "; ".join(
+            f"{n} because {reason}" for reason, n in sorted(reasons.items())))
 
 
 @contextmanager
