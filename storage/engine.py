@@ -49,6 +49,19 @@ async def ping(engine: AsyncEngine, schema: str) -> None:
 OVERLOAD_SQLSTATES = frozenset({"53300", "57P03"})
 
 
+def _sqlstate(error: BaseException) -> str | None:
+    orig = getattr(error, "orig", None) if isinstance(error, sa_exc.DBAPIError) else error
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return str(code) if code else None
+
+
+def is_bad_value(error: BaseException) -> bool:
+    """The database refused a value of the input (SQLSTATE class 22, data exception: a NUL
+    character in text, a malformed uuid or number, a value out of range); nothing was written."""
+    code = _sqlstate(error)
+    return code is not None and code.startswith("22")
+
+
 def is_overload(error: BaseException) -> bool:
     """The database had no connection to give (the pool timed out waiting, or the server has
     reached max_connections): a condition to retry later, not a bug."""

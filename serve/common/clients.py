@@ -8,7 +8,9 @@ those, so the method names of a deployment appear as strings only in its client.
 delivers it wrapped in ``RayTaskError``, and ``call`` unwraps it so the caller sees the
 service's own error class. A service that found no database connection (pool timeout, server
 full) is reported as 503 ``overloaded`` with ``Retry-After``; a call that gets no answer
-within the client's timeout is a 504 ``upstream-timeout`` (the call may still take effect: the
+within the client's timeout is a 504 ``upstream-timeout``; a value the database refuses (SQLSTATE
+class 22: a NUL character, a malformed id) is a 422 ``invalid-value``, its transaction rolled
+back (the call may still take effect: the
 operations that create something take an idempotency key, so a retry does not do it twice).
 """
 
@@ -18,8 +20,8 @@ import asyncio
 from typing import Any, Protocol
 
 from serve.common.context import RequestContext
-from serve.common.errors import ProblemError, ServiceUnavailable, UpstreamTimeout
-from storage.engine import is_overload
+from serve.common.errors import ProblemError, ServiceUnavailable, Unprocessable, UpstreamTimeout
+from storage.engine import is_bad_value, is_overload
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -54,6 +56,10 @@ class ServiceClient:
             if cause is not None and is_overload(cause):
                 raise ServiceUnavailable(f"the {self.name} service is overloaded; retry",
                                          slug="overloaded", retry_after=1) from None
+            if cause is not None and is_bad_value(cause):
+                raise Unprocessable("the input holds a value that cannot be stored (a NUL "
+                                    "character, a malformed id or number, a value out of "
+                                    "range); nothing was changed", slug="invalid-value") from None
             raise
         except RayActorError as exc:
             raise ServiceUnavailable(f"the {self.name} service is restarting; retry") from exc

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from serve.common.clients import ServiceClient
-from serve.common.errors import Conflict, ServiceUnavailable, UpstreamTimeout
+from serve.common.errors import Conflict, ServiceUnavailable, Unprocessable, UpstreamTimeout
 from serve.common.problems import status_of
 
 
@@ -75,3 +75,26 @@ async def test_a_service_that_does_not_answer_in_time_is_a_gateway_timeout(
         await client.call("slow")
     assert "did not answer within 0.2s" in caught.value.detail
     assert status_of(caught.value) == (504, "Gateway timeout")
+
+
+@pytest.mark.parametrize("value", ["nul\x00byte", "not-a-uuid"])
+async def test_a_value_the_database_refuses_is_a_422(ray_session: None, pg_server: str,
+                                                     value: str) -> None:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Service:
+        async def find(self, url: str, value: str) -> str:
+            import asyncpg
+
+            conn = await asyncpg.connect(url)
+            try:
+                query = "SELECT $1::text" if "\x00" in value else "SELECT $1::text::uuid"
+                return str(await conn.fetchval(query, value))
+            finally:
+                await conn.close()
+
+    client = ServiceClient("event", Service.remote())  # type: ignore[attr-defined]
+    with pytest.raises(Unprocessable) as caught:
+        await client.call("find", pg_server, value)
+    assert caught.value.slug == "invalid-value"
