@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from cluster.settings import Settings
 from serve.common.logs import get_logger
+from serve.common.redis import connect as redis_client
 
 log = get_logger("cache")
 
@@ -36,7 +37,7 @@ class EventCacheInvalidator:
 
     def __init__(self, settings: Settings) -> None:
         self.prefix = settings.redis_key_prefix
-        self.redis = (aioredis.from_url(settings.redis_url, socket_timeout=1)
+        self.redis = (redis_client(settings, 1)
                       if settings.redis_url and settings.response_cache_ttl_seconds else None)
 
     async def invalidate(self, event_id: str | None = None) -> None:

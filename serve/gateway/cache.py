@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cluster.settings import Settings
 from serve.common.cache import generation_key
 from serve.common.logs import get_logger
+from serve.common.redis import connect as redis_client
 from serve.gateway.localcache import MAX_BODY, capture_response, send_cached
 
 log = get_logger("gateway.cache")
@@ -81,4 +82,4 @@ class ResponseCacheMiddleware:
 def build_cache(settings: Settings) -> aioredis.Redis | None:
     if not settings.redis_url or not settings.response_cache_ttl_seconds:
         return None
-    return aioredis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return redis_client(settings, 0.5)

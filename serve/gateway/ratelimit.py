@@ -35,6 +35,7 @@ from cluster.settings import Settings
 from serve.common.errors import ProblemError, ServiceUnavailable, TooManyRequests
 from serve.common.logs import get_logger
 from serve.common.problems import render, status_of
+from serve.common.redis import connect as redis_client
 from serve.gateway.auth import bearer_subject, client_ip
 
 log = get_logger("gateway.ratelimit")
@@ -131,9 +132,7 @@ class RedisLimiter:
 
 def build_limiter(settings: Settings) -> Limiter:
     if settings.redis_url:
-        client = aioredis.from_url(settings.redis_url, socket_timeout=0.5,
-                                   socket_connect_timeout=0.5)
-        return RedisLimiter(client, settings.rate_limit_fail_open)
+        return RedisLimiter(redis_client(settings, 0.5), settings.rate_limit_fail_open)
     return MemoryLimiter()
 
 

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from cluster.settings import Settings
 from serve.common.errors import TooManyRequests
 from serve.common.logs import get_logger
+from serve.common.redis import connect as redis_client
 
 log = get_logger("user.throttle")
 
@@ -69,8 +70,7 @@ class LoginThrottle:
         self.settings = settings
         self.prefix = f"{settings.redis_key_prefix}:login-failures"
         self.redis = redis if redis is not None else (
-            aioredis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
-            if settings.redis_url else None)
+            redis_client(settings, 1) if settings.redis_url else None)
         self.memory = MemoryCounters()
 
     def _keys(self, email: str, ip: str | None) -> list[tuple[str, int]]:

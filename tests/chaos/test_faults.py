@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 import psutil
 
+from tests.conftest import REDIS_URL
 from tests.e2e.conftest import RunningPlatform
 from tests.e2e.test_event_flow import account, auth, organization
 
@@ -144,11 +145,26 @@ def terminate_database_sessions(platform: RunningPlatform) -> None:
     assert asyncio.run(terminate()) > 0
 
 
+def kill_redis_clients(platform: RunningPlatform, redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        mine = [c["id"] for c in client.client_list()
+                if c.get("name") == f"afisha:{platform.redis_prefix}"]
+        assert mine, "no Redis client of the platform was found"
+        for client_id in mine:
+            client.client_kill_filter(_id=client_id)
+    finally:
+        client.close()
+
+
 FAULTS: dict[str, Callable[[RunningPlatform], None]] = {
     "inventory host killed": lambda p: kill(p, "InventoryHost"),
     "payment replica killed": lambda p: kill(p, "ServeReplica:afisha:PaymentService"),
     "broker connections closed": close_broker_connections,
     "database sessions terminated": terminate_database_sessions,
+    "Redis connections killed": lambda p: kill_redis_clients(p, REDIS_URL),
 }
 
 

@@ -24,12 +24,13 @@ ADMIN_EMAIL = "admin@e2e-afisha.example.org"
 
 class RunningPlatform:
     def __init__(self, base_url: str, log: Path, exchange: str = "", database_url: str = "",
-                 pid: int = 0) -> None:
+                 pid: int = 0, redis_prefix: str = "") -> None:
         self.base_url = base_url
         self.log = log
         self.exchange = exchange  # its RabbitMQ exchange (and the prefix of its queues)
         self.database_url = database_url
         self.pid = pid  # of `afisha run`: Ray, the replicas and the hosts are its descendants
+        self.redis_prefix = redis_prefix  # its Redis clients are named afisha:<prefix>
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30)
@@ -75,7 +76,8 @@ def started_platform(platform_database: str, amqp_url: str, redis_url: str,
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(process, base_url, log)
-        yield RunningPlatform(base_url, log, exchange, platform_database, process.pid)
+        yield RunningPlatform(base_url, log, exchange, platform_database, process.pid,
+                              f"afisha-e2e-{run_id}")
     finally:
         process.send_signal(signal.SIGINT)
         try:
