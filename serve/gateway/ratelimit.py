@@ -1,8 +1,9 @@
 """Rate limiting at the gateway: per user (valid access token) or else per client IP.
 
-Three budgets per client and minute (``AFISHA_RATE_LIMIT_{AUTH,RESERVE,DEFAULT}_PER_MINUTE``,
-0 = off): ``auth`` for ``/api/v1/auth/*``, ``reserve`` for
-``POST /api/v1/events/{id}/registrations``, ``default`` for every other ``/api/v1`` route.
+Four budgets per client and minute
+(``AFISHA_RATE_LIMIT_{AUTH,RESERVE,TRACK,DEFAULT}_PER_MINUTE``, 0 = off): ``auth`` for
+``/api/v1/auth/*``, ``reserve`` for ``POST /api/v1/events/{id}/registrations``, ``track`` for
+``POST /api/v1/analytics/track``, ``default`` for every other ``/api/v1`` route.
 Operations routes (``/actuator/*``, docs) are not limited.
 
 The algorithm is GCRA (a leaky bucket kept as one timestamp per key): a client may spend its
@@ -141,6 +142,8 @@ def budget(method: str, path: str) -> str | None:
         return "auth"
     if method == "POST" and _RESERVE.match(path):
         return "reserve"
+    if method == "POST" and path.rstrip("/") == "/api/v1/analytics/track":
+        return "track"
     return "default"
 
 
