@@ -65,6 +65,7 @@ class Platform:
     http: httpx.AsyncClient
     consumer: ConsumerRuntime
     admin: TokenPairOut
+    app: Any = None
     tokens: dict[str, TokenPairOut] = field(default_factory=dict)
 
     def headers(self, who: str) -> dict[str, str]:
@@ -89,7 +90,7 @@ async def start_platform(settings: Any) -> Platform:
     consumer = ConsumerRuntime("analytics", analytics.sessions, analytics.message_handlers(),
                                delivery_limit=2, retry_backoff=0.0)
     admin = await register(users, admin_email(settings))
-    return Platform(analytics, users, http, consumer, admin)
+    return Platform(analytics, users, http, consumer, admin, app)
 
 
 def envelope(event_type: str, at: datetime, /, **data: Any) -> Envelope:
