@@ -163,9 +163,11 @@ def parse_range(start: str | None, end: str | None, now: datetime) -> Range:
     return Range(frm, to)
 
 
-async def rollup_rows(session: AsyncSession, event_ids: list[str], rng: Range
+async def rollup_rows(session: AsyncSession, event_ids: list[str], rng: Range,
+                      grain: str | None = "hour"
                       ) -> tuple[dict[str, list[domain.Row]], dict[str, list[domain.MoneyRow]]]:
-    """Rollup rows of hours starting in [from, to), by event."""
+    """Rollup rows of hours starting in [from, to), by event, summed in the database per
+    ticket type and UTC ``grain`` (``hour``, ``day``, or None: the whole range)."""
     start = domain.hour_of(rng.start)
     if start < rng.start:
         start += timedelta(hours=1)
@@ -173,18 +175,36 @@ async def rollup_rows(session: AsyncSession, event_ids: list[str], rng: Range
     money: dict[str, list[domain.MoneyRow]] = defaultdict(list)
     if not event_ids:
         return rows, money
-    result = await session.execute(select(rollup_hourly).where(
-        rollup_hourly.c.event_id.in_(event_ids), rollup_hourly.c.hour >= start,
-        rollup_hourly.c.hour < rng.end))
-    for r in result.mappings():
-        rows[r["event_id"]].append(domain.Row(r["ticket_type_id"], r["hour"],
-                                              {n: r[n] for n in domain.COUNTERS}))
-    result = await session.execute(select(revenue_hourly).where(
-        revenue_hourly.c.event_id.in_(event_ids), revenue_hourly.c.hour >= start,
-        revenue_hourly.c.hour < rng.end))
-    for r in result.mappings():
-        money[r["event_id"]].append(domain.MoneyRow(r["ticket_type_id"], r["hour"],
-                                                    r["currency"], r["gross"], r["refunded"]))
+
+    def bucket(column: Any) -> Any:
+        if grain == "hour":
+            return column
+        if grain == "day":
+            return func.date_trunc("day", column, "UTC")
+        return func.min(column)
+
+    r, m = rollup_hourly, revenue_hourly
+    b = bucket(r.c.hour).label("bucket")
+    keys = [r.c.event_id, r.c.ticket_type_id] + ([b] if grain else [])
+    result = await session.execute(
+        select(r.c.event_id, r.c.ticket_type_id, b,
+               *(func.sum(r.c[n]).label(n) for n in domain.COUNTERS))
+        .where(r.c.event_id.in_(event_ids), r.c.hour >= start, r.c.hour < rng.end)
+        .group_by(*keys))
+    for row in result.mappings():
+        rows[row["event_id"]].append(domain.Row(row["ticket_type_id"], row["bucket"],
+                                                {n: int(row[n]) for n in domain.COUNTERS}))
+    mb = bucket(m.c.hour).label("bucket")
+    keys = [m.c.event_id, m.c.ticket_type_id, m.c.currency] + ([mb] if grain else [])
+    result = await session.execute(
+        select(m.c.event_id, m.c.ticket_type_id, m.c.currency, mb,
+               func.sum(m.c.gross).label("gross"), func.sum(m.c.refunded).label("refunded"))
+        .where(m.c.event_id.in_(event_ids), m.c.hour >= start, m.c.hour < rng.end)
+        .group_by(*keys))
+    for row in result.mappings():
+        money[row["event_id"]].append(domain.MoneyRow(
+            row["ticket_type_id"], row["bucket"], row["currency"], int(row["gross"]),
+            int(row["refunded"])))
     return rows, money
 
 
@@ -202,7 +222,7 @@ async def event_title(session: AsyncSession, event_id: str) -> str | None:
 
 async def dashboard(session: AsyncSession, event_id: str, rng: Range, interval: str,
                     seats_left: int | None, names: dict[str, str]) -> dict[str, Any]:
-    rows, money = await rollup_rows(session, [event_id], rng)
+    rows, money = await rollup_rows(session, [event_id], rng, interval)
     body = domain.figures(rows[event_id], money[event_id], interval, seats_left, rng.hours, names)
     return {"event_id": event_id, "from": rng.start.isoformat(), "to": rng.end.isoformat(),
             "interval": interval, **body}
@@ -214,7 +234,7 @@ async def report(session: AsyncSession, organization_id: str, rng: Range) -> dic
                event_meta.c.status)
         .where(event_meta.c.organization_id == organization_id)
         .order_by(event_meta.c.starts_at, event_meta.c.event_id))).all()
-    rows, money = await rollup_rows(session, [e[0] for e in events], rng)
+    rows, money = await rollup_rows(session, [e[0] for e in events], rng, None)
     items = []
     for ev_id, title, starts_at, status in events:
         f = domain.figures(rows[ev_id], money[ev_id], "day", None, rng.hours)
