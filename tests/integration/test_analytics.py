@@ -452,3 +452,18 @@ async def test_the_sweep_creates_monthly_partitions_ahead_and_moves_early_rows(
         assert placed == same_month and in_days
     # Dashboards are unchanged by where the raw rows live.
     assert_sale_figures(await dashboard(p, h), h)
+
+
+async def test_tracking_is_rate_limited_per_client(migrated_settings: Settings) -> None:
+    settings = user_settings(migrated_settings, None, rate_limit_track_per_minute=2)
+    p = await start_platform(settings)
+    try:
+        item = {"items": [{"type": "page_view", "path": "/"}]}
+        codes = [(await p.http.post("/api/v1/analytics/track", json=item,
+                                    headers={"User-Agent": BROWSER})).status_code
+                 for _ in range(3)]
+        assert codes == [202, 202, 429]
+    finally:
+        await p.http.aclose()
+        await p.analytics.close()
+        await p.users.close()
