@@ -70,6 +70,7 @@ class AnalyticsService(ServiceBase):
     async def dashboard(self, ctx: RequestContext, event_id: str, start: str | None,
                         end: str | None, interval: str) -> dict[str, Any]:
         with bound(ctx):
+            event_id = event_id.lower()
             await self._require_event_reader(ctx, event_id)
             return await self._dashboard(ctx, event_id, start, end, interval)
 
@@ -101,6 +102,7 @@ class AnalyticsService(ServiceBase):
     async def report(self, ctx: RequestContext, organization_id: str, start: str | None,
                      end: str | None) -> dict[str, Any]:
         with bound(ctx):
+            organization_id = organization_id.lower()
             await self._require_organization_reader(ctx, organization_id)
             rng = service.parse_range(start, end, datetime.now(UTC))
             async with self.sessions() as session:
@@ -109,6 +111,7 @@ class AnalyticsService(ServiceBase):
     # --- the dashboard page ---
     async def dashboard_link(self, ctx: RequestContext, event_id: str) -> dict[str, Any]:
         with bound(ctx):
+            event_id = event_id.lower()
             await self._require_event_reader(ctx, event_id)
             expires = int(time.time()) + self.settings.analytics_link_ttl_seconds
             signature = domain.sign(self.secret, "dashboard", event_id, str(expires))
@@ -135,6 +138,7 @@ class AnalyticsService(ServiceBase):
     async def create_export(self, ctx: RequestContext, scope: str, scope_id: str, fmt: str,
                             start: str | None, end: str | None) -> dict[str, Any]:
         with bound(ctx):
+            scope_id = scope_id.lower()
             if scope not in SCOPES:
                 raise BadRequest("scope is event or organization")
             if fmt not in FORMATS:

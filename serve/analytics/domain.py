@@ -94,10 +94,10 @@ def parse_ts(value: Any) -> datetime | None:
 def merge(facts: Facts, event_type: str, occurred_at: datetime, data: Mapping[str, Any]) -> None:
     """Fold one domain event into a registration's facts (commutative and idempotent)."""
     if data.get("event_id") and facts.event_id is None:
-        facts.event_id = str(data["event_id"])
+        facts.event_id = str(data["event_id"]).lower()
     if event_type == "registration.created":
-        facts.organization_id = str(data["organization_id"])
-        facts.ticket_type_id = str(data["ticket_type_id"])
+        facts.organization_id = str(data["organization_id"]).lower()
+        facts.ticket_type_id = str(data["ticket_type_id"]).lower()
         facts.quantity = int(data["quantity"])
         facts.reserved_at = _earliest(facts.reserved_at, occurred_at)
         facts.waitlist_offer = bool(data.get("waitlist_offer"))

@@ -35,6 +35,11 @@ _FACT_COLUMNS = ("event_id", "organization_id", "ticket_type_id", "quantity", "r
                  "confirmed_at", "cancelled_at", "expired_at", "checked_in_at", "waitlist_offer")
 
 
+def _key(value: Any) -> str:
+    """Ids as every producer spells them alike (UUIDs in lower case)."""
+    return str(value).strip().lower()
+
+
 def facts_of(row: Any) -> domain.Facts:
     money = {m["key"]: domain.Money(m["key"], m["kind"], int(m["amount"]), m["currency"],
                                     datetime.fromisoformat(m["at"])) for m in row["money"]}
@@ -85,7 +90,7 @@ async def _record_raw(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
 async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     latest: dict[str, Envelope] = {}
     for e in envelopes:
-        key = str(e.data["event_id"])
+        key = _key(e.data["event_id"])
         if key not in latest or e.occurred_at >= latest[key].occurred_at:
             latest[key] = e
     if not latest:
@@ -93,7 +98,7 @@ async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     status = {"event.created": "draft", "event.published": "published",
               "event.cancelled": "cancelled", "event.completed": "completed"}
     stmt = pg_insert(event_meta).values([{
-        "event_id": k, "organization_id": str(e.data["organization_id"]),
+        "event_id": k, "organization_id": _key(e.data["organization_id"]),
         "title": str(e.data["title"]), "starts_at": e.data.get("starts_at"),
         "status": status[e.type], "updated_at": e.occurred_at}
         for k, e in sorted(latest.items())])
@@ -106,7 +111,7 @@ async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
 
 
 async def _apply_registrations(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-    ids = sorted({str(e.data["registration_id"]) for e in envelopes})
+    ids = sorted({_key(e.data["registration_id"]) for e in envelopes})
     session = uow.session
     await session.execute(pg_insert(registration_facts).values(
         [{"registration_id": i} for i in ids]).on_conflict_do_nothing())
@@ -116,7 +121,7 @@ async def _apply_registrations(uow: UnitOfWork, envelopes: list[Envelope]) -> No
     before = {r["registration_id"]: facts_of(r) for r in rows}
     after = {k: f.copy() for k, f in before.items()}
     for e in envelopes:
-        domain.merge(after[str(e.data["registration_id"])], e.type, e.occurred_at, e.data)
+        domain.merge(after[_key(e.data["registration_id"])], e.type, e.occurred_at, e.data)
     total = domain.Delta()
     changed = []
     for k in ids:
