@@ -19,6 +19,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -27,12 +28,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from sqlalchemy import text
 
 from cluster.settings import Settings
 from messaging.consumer import ConsumerRuntime
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.analytics import service
+from serve.analytics.domain import COUNTERS
 from serve.analytics.tracking import record_domain_event
 from storage import migrate
 from storage.engine import create_engine, sessionmaker
@@ -98,9 +101,20 @@ INSERT INTO analytics_service.revenue_hourly (event_id, ticket_type_id, hour, cu
 SELECT event_id, data->>'ticket_type_id', date_trunc('hour', occurred_at), 'RUB',
        sum((data->>'amount')::int)
 FROM analytics_service.domain_events WHERE type = 'payment.completed' GROUP BY 1, 2, 3;
+INSERT INTO analytics_service.rollup_daily (event_id, ticket_type_id, day, __COLS__)
+SELECT event_id, ticket_type_id, date_trunc('day', hour, 'UTC'), __SUMS__
+FROM analytics_service.rollup_hourly GROUP BY 1, 2, 3;
+INSERT INTO analytics_service.revenue_daily (event_id, ticket_type_id, day, currency, gross,
+    refunded)
+SELECT event_id, ticket_type_id, date_trunc('day', hour, 'UTC'), currency, sum(gross),
+       sum(refunded)
+FROM analytics_service.revenue_hourly GROUP BY 1, 2, 3, 4;
 ANALYZE analytics_service.rollup_hourly;
+ANALYZE analytics_service.rollup_daily;
 ANALYZE analytics_service.revenue_hourly;
 """
+GENERATE = GENERATE.replace("__COLS__", ", ".join(COUNTERS)).replace(
+    "__SUMS__", ", ".join(f"sum({c})" for c in COUNTERS))
 
 
 async def generate(url: str, rows: int, events: int, start: datetime) -> dict[str, Any]:
@@ -140,6 +154,21 @@ async def measure(settings: Settings, args: argparse.Namespace, start: datetime,
             times.append((time.perf_counter() - t0) * 1000)
         out["dashboard_p50_ms"] = round(statistics.median(times), 2)
         out["dashboard_p95_ms"] = round(percentile(times, 0.95), 2)
+        sql_times = []
+        for _ in range(args.dashboards):
+            ev = f"ev-{random.randint(1, args.events)}"
+            t0 = time.perf_counter()
+            async with sessions() as session:
+                await service.rollup_rows(session, [ev], rng, "day")
+            sql_times.append((time.perf_counter() - t0) * 1000)
+        out["dashboard_sql_p50_ms"] = round(statistics.median(sql_times), 2)
+        async with sessions() as session:
+            plan = await session.execute(text(
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT ticket_type_id, "
+                "date_trunc('day', hour, 'UTC'), sum(reservations) FROM rollup_hourly "
+                "WHERE event_id = 'ev-1' AND hour >= :s AND hour < :e GROUP BY 1, 2"),
+                {"s": start, "e": end})
+            print("\n".join(r[0] for r in plan), file=sys.stderr)
         times = []
         for k in range(10):
             t0 = time.perf_counter()

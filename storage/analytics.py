@@ -3,8 +3,8 @@
 The raw series (``domain_events``, ``track_events``) are partitioned by month on their time
 column: range partitions ``<table>_pYYYYMM`` created ahead by the service's sweep, plus a
 ``<table>_default`` partition for anything outside them. Dashboards never read them: they read
-the hourly rollups (``rollup_hourly``, ``revenue_hourly``), which are kept up to date in the
-transaction that consumes each batch.
+the rollups (``rollup_hourly``, ``revenue_hourly`` and their ``_daily`` twins), which are kept
+up to date in the transaction that consumes each batch.
 """
 
 from __future__ import annotations
@@ -155,6 +155,31 @@ revenue_hourly = Table(
     Column("refunded", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("event_id", "hour", "ticket_type_id", "currency",
                          name="revenue_hourly_pkey"),
+)
+
+# The same counters per UTC day (the dashboard's day buckets and reports read these for whole
+# days in their range, the hourly rows only for the partial days at its ends).
+rollup_daily = Table(
+    "rollup_daily",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("ticket_type_id", Text, nullable=False),
+    Column("day", DateTime(timezone=True), nullable=False),
+    *(Column(name, BigInteger, nullable=False, server_default=text("0")) for name in COUNTERS),
+    PrimaryKeyConstraint("event_id", "day", "ticket_type_id", name="rollup_daily_pkey"),
+)
+
+revenue_daily = Table(
+    "revenue_daily",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("ticket_type_id", Text, nullable=False),
+    Column("day", DateTime(timezone=True), nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("gross", BigInteger, nullable=False, server_default=text("0")),
+    Column("refunded", BigInteger, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("event_id", "day", "ticket_type_id", "currency",
+                         name="revenue_daily_pkey"),
 )
 
 # Export jobs and the chunks of their file (kept in the database so any replica serves them).

@@ -42,6 +42,10 @@ def hour_of(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
+def day_of(ts: datetime) -> datetime:
+    return hour_of(ts).replace(hour=0)
+
+
 @dataclass(frozen=True)
 class Money:
     """A capture or a refund of a registration: ``kind`` is ``gross`` or ``refunded``."""

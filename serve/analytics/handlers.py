@@ -22,7 +22,9 @@ from storage.analytics import (
     domain_events,
     event_meta,
     registration_facts,
+    revenue_daily,
     revenue_hourly,
+    rollup_daily,
     rollup_hourly,
 )
 
@@ -56,25 +58,38 @@ def row_of(facts: domain.Facts) -> dict[str, Any]:
 
 
 async def apply_delta(uow: UnitOfWork, delta: domain.Delta) -> None:
-    """Add a delta to the hourly rollups (rows in key order, so concurrent batches cannot
-    deadlock)."""
-    if delta.counters:
-        values = [{"event_id": ev, "ticket_type_id": tt, "hour": hour,
-                   **{n: int(v.get(n, 0)) for n in domain.COUNTERS}}
-                  for (ev, tt, hour), v in sorted(delta.counters.items())]
-        stmt = pg_insert(rollup_hourly).values(values)
-        await uow.session.execute(stmt.on_conflict_do_update(
-            index_elements=["event_id", "hour", "ticket_type_id"],
-            set_={n: rollup_hourly.c[n] + stmt.excluded[n] for n in domain.COUNTERS}))
-    if delta.money:
-        values = [{"event_id": ev, "ticket_type_id": tt, "hour": hour, "currency": cur,
-                   "gross": int(v.get("gross", 0)), "refunded": int(v.get("refunded", 0))}
-                  for (ev, tt, hour, cur), v in sorted(delta.money.items())]
-        stmt = pg_insert(revenue_hourly).values(values)
-        await uow.session.execute(stmt.on_conflict_do_update(
-            index_elements=["event_id", "hour", "ticket_type_id", "currency"],
-            set_={"gross": revenue_hourly.c.gross + stmt.excluded.gross,
-                  "refunded": revenue_hourly.c.refunded + stmt.excluded.refunded}))
+    """Add a delta to the hourly and daily rollups (rows in key order, so concurrent batches
+    cannot deadlock)."""
+    for counters, column, grain in ((rollup_hourly, "hour", domain.hour_of),
+                                    (rollup_daily, "day", domain.day_of)):
+        merged: dict[tuple[str, str, Any], dict[str, int]] = {}
+        for (ev, tt, hour), v in delta.counters.items():
+            row = merged.setdefault((ev, tt, grain(hour)), dict.fromkeys(domain.COUNTERS, 0))
+            for n in domain.COUNTERS:
+                row[n] += int(v.get(n, 0))
+        if merged:
+            stmt = pg_insert(counters).values([
+                {"event_id": ev, "ticket_type_id": tt, column: at, **v}
+                for (ev, tt, at), v in sorted(merged.items())])
+            await uow.session.execute(stmt.on_conflict_do_update(
+                index_elements=["event_id", column, "ticket_type_id"],
+                set_={n: counters.c[n] + stmt.excluded[n] for n in domain.COUNTERS}))
+    for revenue, column, grain in ((revenue_hourly, "hour", domain.hour_of),
+                                   (revenue_daily, "day", domain.day_of)):
+        money: dict[tuple[str, str, Any, str], list[int]] = {}
+        for (ev, tt, hour, cur), mv in delta.money.items():
+            sums = money.setdefault((ev, tt, grain(hour), cur), [0, 0])
+            sums[0] += int(mv.get("gross", 0))
+            sums[1] += int(mv.get("refunded", 0))
+        if money:
+            stmt = pg_insert(revenue).values([
+                {"event_id": ev, "ticket_type_id": tt, column: at, "currency": cur,
+                 "gross": g, "refunded": r}
+                for (ev, tt, at, cur), (g, r) in sorted(money.items())])
+            await uow.session.execute(stmt.on_conflict_do_update(
+                index_elements=["event_id", column, "ticket_type_id", "currency"],
+                set_={"gross": revenue.c.gross + stmt.excluded.gross,
+                      "refunded": revenue.c.refunded + stmt.excluded.refunded}))
 
 
 async def _record_raw(uow: UnitOfWork, envelopes: list[Envelope]) -> None:

@@ -25,7 +25,9 @@ from storage.analytics import (
     event_meta,
     export_chunks,
     exports,
+    revenue_daily,
     revenue_hourly,
+    rollup_daily,
     rollup_hourly,
     track_events,
     visitor_marks,
@@ -163,49 +165,75 @@ def parse_range(start: str | None, end: str | None, now: datetime) -> Range:
     return Range(frm, to)
 
 
+def _span(rng: Range) -> tuple[datetime, datetime]:
+    """The hours of a range: those starting in [from, to)."""
+    start = domain.hour_of(rng.start)
+    if start < rng.start:
+        start += timedelta(hours=1)
+    return start, rng.end
+
+
 async def rollup_rows(session: AsyncSession, event_ids: list[str], rng: Range,
                       grain: str | None = "hour"
                       ) -> tuple[dict[str, list[domain.Row]], dict[str, list[domain.MoneyRow]]]:
     """Rollup rows of hours starting in [from, to), by event, summed in the database per
-    ticket type and UTC ``grain`` (``hour``, ``day``, or None: the whole range)."""
-    start = domain.hour_of(rng.start)
-    if start < rng.start:
-        start += timedelta(hours=1)
+    ticket type and UTC ``grain`` (``hour``, ``day``, or None: the whole range). Whole days of
+    the range are read from the daily tables, the partial days at its ends from the hourly."""
     rows: dict[str, list[domain.Row]] = defaultdict(list)
     money: dict[str, list[domain.MoneyRow]] = defaultdict(list)
     if not event_ids:
         return rows, money
+    start, end = _span(rng)
+    parts: list[tuple[Any, Any, str, datetime, datetime]] = []
+    first_day = domain.day_of(start)
+    if first_day < start:
+        first_day += timedelta(days=1)
+    last_day = domain.day_of(end)
+    if grain != "hour" and first_day < last_day:
+        parts = [(rollup_hourly, revenue_hourly, "hour", start, first_day),
+                 (rollup_daily, revenue_daily, "day", first_day, last_day),
+                 (rollup_hourly, revenue_hourly, "hour", last_day, end)]
+    else:
+        parts = [(rollup_hourly, revenue_hourly, "hour", start, end)]
+    for counters, revenue, column, lo, hi in parts:
+        if lo >= hi:
+            continue
+        await _read(session, counters, revenue, column, event_ids, lo, hi, grain, rows, money)
+    return rows, money
 
-    def bucket(column: Any) -> Any:
-        if grain == "hour":
-            return column
+
+async def _read(session: AsyncSession, r: Any, m: Any, column: str, event_ids: list[str],
+                lo: datetime, hi: datetime, grain: str | None,
+                rows: dict[str, list[domain.Row]],
+                money: dict[str, list[domain.MoneyRow]]) -> None:
+    def bucket(col: Any) -> Any:
+        if grain == "hour" or (grain == "day" and column == "day"):
+            return col
         if grain == "day":
-            return func.date_trunc("day", column, "UTC")
-        return func.min(column)
+            return func.date_trunc("day", col, "UTC")
+        return func.min(col)
 
-    r, m = rollup_hourly, revenue_hourly
-    b = bucket(r.c.hour).label("bucket")
+    b = bucket(r.c[column]).label("bucket")
     keys = [r.c.event_id, r.c.ticket_type_id] + ([b] if grain else [])
     result = await session.execute(
         select(r.c.event_id, r.c.ticket_type_id, b,
                *(func.sum(r.c[n]).label(n) for n in domain.COUNTERS))
-        .where(r.c.event_id.in_(event_ids), r.c.hour >= start, r.c.hour < rng.end)
+        .where(r.c.event_id.in_(event_ids), r.c[column] >= lo, r.c[column] < hi)
         .group_by(*keys))
     for row in result.mappings():
         rows[row["event_id"]].append(domain.Row(row["ticket_type_id"], row["bucket"],
                                                 {n: int(row[n]) for n in domain.COUNTERS}))
-    mb = bucket(m.c.hour).label("bucket")
+    mb = bucket(m.c[column]).label("bucket")
     keys = [m.c.event_id, m.c.ticket_type_id, m.c.currency] + ([mb] if grain else [])
     result = await session.execute(
         select(m.c.event_id, m.c.ticket_type_id, m.c.currency, mb,
                func.sum(m.c.gross).label("gross"), func.sum(m.c.refunded).label("refunded"))
-        .where(m.c.event_id.in_(event_ids), m.c.hour >= start, m.c.hour < rng.end)
+        .where(m.c.event_id.in_(event_ids), m.c[column] >= lo, m.c[column] < hi)
         .group_by(*keys))
     for row in result.mappings():
         money[row["event_id"]].append(domain.MoneyRow(
             row["ticket_type_id"], row["bucket"], row["currency"], int(row["gross"]),
             int(row["refunded"])))
-    return rows, money
 
 
 async def event_organization(session: AsyncSession, event_id: str) -> str | None:

@@ -144,6 +144,30 @@ def upgrade(schema: str) -> None:
                                 name="revenue_hourly_pkey"),
         schema=schema,
     )
+    for grain in ("daily",):
+        op.create_table(
+            f"rollup_{grain}",
+            sa.Column("event_id", sa.Text, nullable=False),
+            sa.Column("ticket_type_id", sa.Text, nullable=False),
+            _ts("day", False),
+            *(sa.Column(n, sa.BigInteger, nullable=False, server_default=sa.text("0"))
+              for n in COUNTERS),
+            sa.PrimaryKeyConstraint("event_id", "day", "ticket_type_id",
+                                    name=f"rollup_{grain}_pkey"),
+            schema=schema,
+        )
+        op.create_table(
+            f"revenue_{grain}",
+            sa.Column("event_id", sa.Text, nullable=False),
+            sa.Column("ticket_type_id", sa.Text, nullable=False),
+            _ts("day", False),
+            sa.Column("currency", sa.Text, nullable=False),
+            sa.Column("gross", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+            sa.Column("refunded", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+            sa.PrimaryKeyConstraint("event_id", "day", "ticket_type_id", "currency",
+                                    name=f"revenue_{grain}_pkey"),
+            schema=schema,
+        )
     op.create_table(
         "exports",
         sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
@@ -175,6 +199,7 @@ def upgrade(schema: str) -> None:
 
 
 def downgrade(schema: str) -> None:
-    for table in ("export_chunks", "exports", "revenue_hourly", "rollup_hourly", "event_meta",
-                  "registration_facts", "visitor_marks", "visitor_salts", "track_events"):
+    for table in ("export_chunks", "exports", "revenue_daily", "rollup_daily",
+                  "revenue_hourly", "rollup_hourly", "event_meta", "registration_facts",
+                  "visitor_marks", "visitor_salts", "track_events"):
         op.drop_table(table, schema=schema)
