@@ -301,6 +301,9 @@ async def ensure_partitions(session: AsyncSession, schema: str, today: date,
     that landed in the default partition for such a month move into the new one (in the
     same transaction, under a lock that keeps writers out for that moment)."""
     made = []
+    # One sweeper at a time (several replicas may run it).
+    await session.execute(text(
+        "SELECT pg_advisory_xact_lock(hashtext('afisha-analytics-partitions'))"))
     for table in PARTITIONED:
         column = "occurred_at" if table == "domain_events" else "ts"
         for k in range(months_ahead + 1):
