@@ -1,7 +1,7 @@
 """The Serve application graph: gateway ingress plus one deployment per service.
 
 Handles are wired as SPEC's synchronous-call table says: Event -> User, Media;
-Payment -> Event; Notification -> User, Event; Analytics -> Event; the gateway reaches all.
+Payment -> Event; Notification -> User, Event; Analytics -> Event, User; the gateway reaches all.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def build_app(settings: Settings) -> Application:
     event = service(EventService).bind(config, user, media)
     payment = service(PaymentService).bind(config, event)
     notification = service(NotificationService).bind(config, user, event)
-    analytics = service(AnalyticsService).bind(config, event)
+    analytics = service(AnalyticsService).bind(config, event, user)
     gateway = cast(Deployment, serve.deployment(Gateway)).options(
         name=GATEWAY_DEPLOYMENT, num_replicas=settings.gateway_replicas,
         max_ongoing_requests=settings.gateway_max_ongoing_requests,

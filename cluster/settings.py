@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     rate_limit_reserve_per_minute: int = Field(default=30, ge=0)
     rate_limit_default_per_minute: int = Field(default=600, ge=0)
     rate_limit_webhook_per_minute: int = Field(default=6000, ge=0)  # per provider, not per IP
+    # POST /analytics/track per client (IP) and minute (each request carries up to 50 items).
+    rate_limit_track_per_minute: int = Field(default=120, ge=0)
     # When Redis is configured but unreachable: True lets requests through unlimited (logged),
     # False answers 503 until Redis is back.
     rate_limit_fail_open: bool = True
@@ -165,6 +167,13 @@ class Settings(BaseSettings):
     payment_sweep_seconds: float = Field(default=60, gt=0)
     # Refund intents left by a crash or an unreachable provider are retried this often.
     refund_sweep_seconds: float = Field(default=10, gt=0)
+
+    # Analytics: signed links to the dashboard page and to export downloads (HMAC key derived
+    # from the JWT secret unless set), how long they stay valid, partitions made ahead.
+    analytics_signing_secret: str | None = None
+    analytics_link_ttl_seconds: int = Field(default=3600, ge=60)
+    analytics_partitions_ahead_months: int = Field(default=2, ge=0)
+    analytics_sweep_seconds: float = Field(default=3600, gt=0)
 
     # Replica sizing (fractions of a CPU; a replica reserves 1 CPU unless told otherwise).
     gateway_replicas: int = Field(default=1, ge=1)

@@ -24,6 +24,10 @@ PUBLIC_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = (
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}/ticket-types$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/webhooks/.+$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/analytics/track$")),
+    # Signed, expiring links (the signature is the credential).
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/analytics/pages/dashboard$")),
+    (frozenset({"GET", "HEAD"}),
+     re.compile(r"^/api/v1/analytics/exports/\{[^/}]+\}/download$")),
 )
 
 

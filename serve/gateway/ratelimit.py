@@ -1,8 +1,9 @@
 """Rate limiting at the gateway: per user (valid access token) or else per client IP.
 
-Budgets per client and minute (``AFISHA_RATE_LIMIT_{AUTH,RESERVE,DEFAULT}_PER_MINUTE``,
+Budgets per client and minute (``AFISHA_RATE_LIMIT_{AUTH,RESERVE,TRACK,DEFAULT}_PER_MINUTE``,
 0 = off): ``auth`` for ``/api/v1/auth/*``, ``reserve`` for
-``POST /api/v1/events/{id}/registrations``, ``default`` for every other ``/api/v1`` route.
+``POST /api/v1/events/{id}/registrations``, ``track`` for ``POST /api/v1/analytics/track``,
+``default`` for every other ``/api/v1`` route.
 Provider webhooks (``POST /api/v1/webhooks/{provider}``, ``POST /api/v1/telegram/webhook``)
 spend no client's budget: they have one per provider (``AFISHA_RATE_LIMIT_WEBHOOK_PER_MINUTE``),
 so a provider's burst of notifications never uses up an IP's budget, and no IP can use up a
@@ -146,6 +147,8 @@ def budget(method: str, path: str) -> str | None:
         return "reserve"
     if method == "POST" and _WEBHOOK.match(path):
         return "webhook"
+    if method == "POST" and path.rstrip("/") == "/api/v1/analytics/track":
+        return "track"
     return "default"
 
 
