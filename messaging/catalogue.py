@@ -178,7 +178,8 @@ CONSUMES: dict[str, tuple[str, ...]] = {
     "event": ("payment.completed", "payment.refunded", "group.member.added"),
     "payment": ("registration.created", "registration.cancelled", "event.cancelled"),
     "notification": ("user.registered", "registration.created", "payment.completed",
-                     "event.cancelled", "event.reminder", "reservation.expired"),
+                     "payment.refunded", "event.cancelled", "event.reminder",
+                     "reservation.expired", "registration.cancelled", "checkin.completed"),
     "analytics": tuple(n for n in EVENTS if n.split(".")[0] in
                        {"event", "registration", "reservation", "checkin", "payment", "user",
                         "organization"}),
