@@ -121,6 +121,7 @@ class PaymentChanged(Payload):
     kind: str
     amount: int
     currency: str
+    confirmation_url: str | None = None  # payment.created: where the payer pays
 
 
 class PaymentFailed(PaymentChanged):
@@ -177,7 +178,8 @@ PRODUCERS: dict[str, str] = {
 CONSUMES: dict[str, tuple[str, ...]] = {
     "event": ("payment.completed", "payment.refunded", "group.member.added"),
     "payment": ("registration.created", "registration.cancelled", "event.cancelled"),
-    "notification": ("user.registered", "registration.created", "payment.completed",
+    "notification": ("user.registered", "registration.created", "payment.created",
+                     "payment.completed",
                      "payment.refunded", "event.cancelled", "event.reminder",
                      "reservation.expired", "registration.cancelled", "checkin.completed"),
     "analytics": tuple(n for n in EVENTS if n.split(".")[0] in

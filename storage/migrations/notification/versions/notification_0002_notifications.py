@@ -91,6 +91,7 @@ def _tables(metadata: MetaData) -> None:
         Column("expires_at", Text),
         Column("chat_id", BigInteger),
         Column("message_id", BigInteger),
+        Column("photo", Text),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index("ix_tickets_event", "event_id", "registration_id"),
     )
