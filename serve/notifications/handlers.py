@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
@@ -53,7 +54,17 @@ class Recipients:
     @staticmethod
     async def load(uow: UnitOfWork, user_ids: list[uuid.UUID]
                    ) -> dict[uuid.UUID, tuple[str, domain.Preferences]]:
-        rows = (await uow.session.execute(
+        return await Recipients.load_session(uow.session, user_ids)
+
+    @staticmethod
+    async def load_one(session: AsyncSession, user_id: uuid.UUID) -> domain.Preferences:
+        found = await Recipients.load_session(session, [user_id])
+        return found.get(user_id, ("ru", domain.Preferences()))[1]
+
+    @staticmethod
+    async def load_session(session: AsyncSession, user_ids: list[uuid.UUID]
+                           ) -> dict[uuid.UUID, tuple[str, domain.Preferences]]:
+        rows = (await session.execute(
             select(chats.c.user_id.label("chat_user"), chats.c.language_code,
                    preferences.c.user_id.label("pref_user"), preferences.c.telegram,
                    preferences.c.opt_out, preferences.c.quiet_start, preferences.c.quiet_end,

@@ -194,3 +194,72 @@ async def test_the_live_ticket_is_one_message_edited_in_place(
     assert "reply_markup" not in final or not final["reply_markup"] or \
         final["reply_markup"]["inline_keyboard"] == []
     assert await statuses(migrated_settings, user) == ["sent"] * 6
+
+
+async def test_a_callback_from_another_users_chat_changes_nothing(
+        migrated_settings: Settings, telegram: tuple[FakeTelegram, str]) -> None:
+    from serve.notifications.service import Updates
+    from serve.notifications.telegram import BotGateway
+    from storage.notification import tickets
+
+    fake, url = telegram
+    owner, owner_chat = new_user()
+    stranger, stranger_chat = new_user()
+    reg, data = registration(owner, status="confirmed", amount=0)
+    released: list[tuple[str, str]] = []
+
+    async def release(user: str, registration_id: str) -> None:  # the Event service's side
+        released.append((user, registration_id))
+
+    bot = BotGateway(fake.token, url)
+    async with rig(migrated_settings, telegram) as r:
+        await r.consume(registered(owner, owner_chat), registered(stranger, stranger_chat),
+                        envelope("registration.created", data))
+        await r.drain()
+        updates = Updates(r.consumer.sessions, release=release,
+                          reply=lambda chat, text: bot.send_text(chat, text, None),
+                          answer=bot.answer_callback)
+
+        def press(update_id: int, chat: int) -> dict[str, object]:
+            return {"update_id": update_id, "callback_query": {
+                "id": f"cb{update_id}", "from": {"id": chat, "is_bot": False, "first_name": "X"},
+                "chat_instance": "c", "data": f"release:{reg}"}}
+
+        base = int(uuid.uuid4().int % 10**12)
+        assert await updates.handle(press(base, stranger_chat)) == "not-owner"
+        assert released == []
+        async with r.consumer.sessions() as session:
+            status = await session.scalar(select(tickets.c.status).where(
+                tickets.c.registration_id == uuid.UUID(reg)))
+        assert status == "confirmed"
+        assert await updates.handle(press(base, owner_chat)) == "duplicate"  # same update id
+        assert await updates.handle(press(base + 1, owner_chat)) == "released"
+        assert released == [(owner, reg)]
+        # a kicked bot is an unreachable chat, until the user writes again
+        kicked = {"update_id": base + 2, "my_chat_member": {
+            "chat": {"id": owner_chat, "type": "private"}, "from": {"id": owner_chat},
+            "date": 0, "old_chat_member": {"status": "member"},
+            "new_chat_member": {"status": "kicked"}}}
+        assert await updates.handle(kicked) == "blocked"
+        async with r.consumer.sessions() as session:
+            assert await session.scalar(select(chats.c.unreachable).where(
+                chats.c.chat_id == owner_chat))
+        stop = {"update_id": base + 3, "message": {
+            "message_id": 5, "date": 0, "chat": {"id": owner_chat, "type": "private"},
+            "from": {"id": owner_chat, "is_bot": False, "first_name": "A"}, "text": "/stop"}}
+        assert await updates.handle(stop) == "stopped"
+        async with r.consumer.sessions() as session:
+            assert not await session.scalar(select(chats.c.unreachable).where(
+                chats.c.chat_id == owner_chat))
+    await bot.close()
+    answers = [c for c in fake.calls if c.method == "answerCallbackQuery"]
+    assert [a.params["text"] for a in answers] == ["This ticket is not yours",
+                                                   "Your seat is released"]
+
+
+async def test_without_a_token_messages_are_logged(migrated_settings: Settings) -> None:
+    user, chat = new_user()
+    async with rig(migrated_settings, None) as r:
+        await r.consume(registered(user, chat))
+        await r.drain()
+    assert await statuses(migrated_settings, user) == ["logged"]
