@@ -252,9 +252,9 @@ class NotificationHandlers:
         data = envelope.data
         event = canonical(data["event_id"])
         users = list((await uow.session.scalars(
-            select(tickets.c.user_id).where(tickets.c.event_id == event,
-                                            tickets.c.status.in_(("pending_payment",
-                                                                  "confirmed")))
+            select(tickets.c.user_id).where(
+                tickets.c.event_id == event,
+                tickets.c.status.in_(("pending_payment", "confirmed", "checked_in")))
             .distinct())).all())
         context = {"title": data["title"], "starts_at": data["starts_at"]}
         queued = await self.queue(uow, envelope, "cancellation", "cancellation",

@@ -60,6 +60,7 @@ class FakeTelegram:
     early_calls: int = 0
     paused_at: float = 0.0
     webhook: dict[str, Any] | None = None
+    url: str = ""  # where it listens, once running
     _next_id: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
