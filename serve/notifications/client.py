@@ -42,3 +42,6 @@ class NotificationClient(ClientBase):
 
     async def queue_status(self, ctx: RequestContext) -> View:
         return await self._view("queue_status", ctx)
+
+    async def telegram_link(self, ctx: RequestContext) -> View:
+        return await self._view("telegram_link", ctx)

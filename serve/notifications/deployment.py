@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from messaging.consumer import Handler
 from serve.common.clients import ServiceClient
 from serve.common.context import Identity, RequestContext, bound, correlation_id_var
-from serve.common.errors import Forbidden, Unauthorized
+from serve.common.errors import Forbidden, ServiceUnavailable, Unauthorized
 from serve.common.service import ServiceBase
 from serve.events.client import EventClient
 from serve.notifications import domain, service
@@ -54,10 +54,12 @@ class NotificationService(ServiceBase):
         token = settings.telegram_bot_token
         self.bot = BotGateway(token, settings.telegram_api_url) if token else None
         self.secret = webhook_secret(token, settings.telegram_webhook_secret) if token else None
+        self.link_secret = settings.jwt_secret or settings.jwt_private_key or token
         self.sender = Sender(self.sessions, settings, self.bot, self.limiter,
                              resolve_chat=self._chat_of)
         self.updates = service.Updates(self.sessions, release=self._release, reply=self._reply,
-                                       answer=self._answer, accept_invite=self._accept_invite)
+                                       answer=self._answer, accept_invite=self._accept_invite,
+                                       link_secret=self.link_secret)
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- wiring ---
@@ -146,6 +148,15 @@ class NotificationService(ServiceBase):
             if not who.is_admin:
                 raise Forbidden("only administrators change templates")
             return await service.put_template(self.sessions, key, locale, body, who.user_id)
+
+    async def telegram_link(self, ctx: RequestContext) -> dict[str, Any]:
+        """A deep link that links the caller's account to the chat that opens it."""
+        with bound(ctx):
+            if not self.link_secret:
+                raise ServiceUnavailable("Telegram links need AFISHA_JWT_SECRET or a bot token",
+                                         slug="telegram-not-configured")
+            return service.telegram_link(self.link_secret, self.settings.telegram_bot_username,
+                                         _identity(ctx).user_id)
 
     async def get_preferences(self, ctx: RequestContext) -> dict[str, Any]:
         with bound(ctx):
@@ -236,6 +247,13 @@ class NotificationService(ServiceBase):
             bot = self.bot
             checks["telegram"] = bot.me
         return checks
+
+    async def messaging_status(self, ctx: RequestContext) -> dict[str, Any]:
+        """Messaging as every service reports it, with the send queue's depth and age."""
+        body = await super().messaging_status(ctx)
+        with bound(ctx):
+            body["notifications"] = await service.queue_depth(self.sessions)
+        return body
 
     async def queue_status(self, ctx: RequestContext) -> dict[str, Any]:
         with bound(ctx):

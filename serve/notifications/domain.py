@@ -5,7 +5,11 @@ Standard library and ``serve.common.errors`` only.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -217,3 +221,45 @@ def quiet_until(prefs: Preferences, now: datetime) -> datetime | None:
         return None
     end_day = local.date() if (start < end or t < end) else local.date() + timedelta(days=1)
     return datetime.combine(end_day, end, tzinfo=tz)
+
+
+# --- deep links ----------------------------------------------------------------------------
+
+LINK_PREFIX = "L"
+
+
+def _link_mac(secret: str, body: str) -> str:
+    mac = hmac.new(hashlib.sha256(b"afisha-telegram-link:" + secret.encode()).digest(),
+                   body.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:12]).decode()
+
+
+def link_token(secret: str, user_id: str, expires_epoch: int) -> str:
+    """A ``/start`` payload (at most 64 of ``[A-Za-z0-9_-]``) naming the account to link."""
+    body = f"{LINK_PREFIX}{uuid.UUID(user_id).hex}{_base36(expires_epoch)}"
+    return f"{body}_{_link_mac(secret, body)}"
+
+
+def verify_link_token(secret: str, token: str, now_epoch: int) -> str | None:
+    """The user id a genuine, unexpired link token names, else ``None``."""
+    body, _, mac = token.partition("_")
+    if not body.startswith(LINK_PREFIX) or len(body) < 34 or not mac:
+        return None
+    if not hmac.compare_digest(mac, _link_mac(secret, body)):
+        return None
+    try:
+        user = uuid.UUID(hex=body[1:33])
+        expires = int(body[33:], 36)
+    except ValueError:
+        return None
+    return str(user) if expires >= now_epoch else None
+
+
+def _base36(value: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+        if value == 0:
+            return out

@@ -71,3 +71,8 @@ class LogPage(BaseModel):
 
 class WebhookOut(BaseModel):
     ok: bool = True
+
+
+class TelegramLinkOut(BaseModel):
+    url: str = Field(examples=["https://t.me/afisha_bot?start=L0123..."])
+    expires_at: str

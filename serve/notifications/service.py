@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -195,14 +196,38 @@ async def queue_depth(sessions: async_sessionmaker[AsyncSession]) -> dict[str, A
     return {"depth": int(depth), "oldest_age_seconds": round(age, 3)}
 
 
+# --- deep links ---
+async def link_chat(sessions: async_sessionmaker[AsyncSession], user: str, chat_id: int,
+                    language_code: str | None) -> None:
+    """The chat now belongs to ``user`` (a chat was another account's: it moves)."""
+    user_id = uuid.UUID(user)
+    async with sessions() as session, session.begin():
+        await session.execute(delete(chats).where(chats.c.chat_id == chat_id,
+                                                  chats.c.user_id != user_id))
+        await session.execute(insert(chats).values(
+            user_id=user_id, chat_id=chat_id, language_code=language_code)
+            .on_conflict_do_update(index_elements=["user_id"], set_={
+                "chat_id": chat_id, "language_code": language_code, "unreachable": False,
+                "unreachable_reason": None, "updated_at": func.now()}))
+
+
+def telegram_link(secret: str, bot_username: str, user: str, ttl_seconds: int = 900
+                  ) -> dict[str, Any]:
+    expires = int(time.time()) + ttl_seconds
+    token = domain.link_token(secret, user, expires)
+    return {"url": f"https://t.me/{bot_username}?start={token}",
+            "expires_at": datetime.fromtimestamp(expires, UTC).isoformat()}
+
+
 # --- bot updates ---
 class Updates:
     """What the bot does with an update from Telegram (webhook or long poll)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, release: Release,
-                 reply: Reply, answer: Answer, accept_invite: AcceptInvite | None = None
-                 ) -> None:
+                 reply: Reply, answer: Answer, accept_invite: AcceptInvite | None = None,
+                 link_secret: str | None = None) -> None:
         self.sessions = sessions
+        self.link_secret = link_secret
         self.release = release
         self.reply = reply
         self.answer = answer
@@ -290,6 +315,14 @@ class Updates:
                 async with self.sessions() as session, session.begin():
                     await session.execute(update(preferences).where(
                         preferences.c.user_id == user).values(telegram=True))
+            linked = (domain.verify_link_token(self.link_secret, token, int(time.time()))
+                      if token and self.link_secret else None)
+            if linked is not None:
+                language = (message.get("from") or {}).get("language_code")
+                await link_chat(self.sessions, linked, chat_id, language)
+                await self.reply(chat_id, "Your Afisha account is linked: tickets and "
+                                          "reminders arrive here.")
+                return "linked"
             if token and self.accept_invite is not None:
                 try:
                     await self.accept_invite(int(message["from"]["id"]), token)

@@ -75,8 +75,11 @@ def test_the_ticket_lives_in_telegram(platform: RunningPlatform, bot_api: FakeTe
                             and "Concert" in c.params.get("text", "")
                             and ("cancel" in c.params["text"] or "отмен" in c.params["text"])],
                    "the cancellation notice", timeout=60)
-        log = http.get("/api/v1/notifications/log", headers=auth(fan)).json()
-        assert {e["status"] for e in log["items"]} == {"sent"}
+        def all_sent() -> bool:
+            log = http.get("/api/v1/notifications/log", headers=auth(fan)).json()
+            return {e["status"] for e in log["items"]} == {"sent"}
+
+        eventually(all_sent, "every notification of the fan to be sent", timeout=60)
         assert http.post("/api/v1/telegram/webhook", json={"update_id": 1},
                          headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
                          ).status_code == 401

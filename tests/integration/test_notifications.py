@@ -263,3 +263,38 @@ async def test_without_a_token_messages_are_logged(migrated_settings: Settings) 
         await r.consume(registered(user, chat))
         await r.drain()
     assert await statuses(migrated_settings, user) == ["logged"]
+
+
+async def test_a_deep_link_links_an_email_account_to_the_chat(
+        migrated_settings: Settings, telegram: tuple[FakeTelegram, str]) -> None:
+    from serve.notifications.service import Updates, telegram_link
+    from serve.notifications.telegram import BotGateway
+
+    fake, url = telegram
+    user, chat = new_user()
+    link = telegram_link("link-secret", "afisha_test_bot", user)
+    assert link["url"].startswith("https://t.me/afisha_test_bot?start=L")
+    token = link["url"].split("start=", 1)[1]
+    bot = BotGateway(fake.token, url)
+
+    async def release(user: str, registration_id: str) -> None:
+        raise AssertionError("not pressed")
+
+    async with rig(migrated_settings, telegram) as r:
+        await r.consume(registered(user, None))  # an e-mail account: no chat yet
+        updates = Updates(r.consumer.sessions, release=release,
+                          reply=lambda c, text: bot.send_text(c, text, None),
+                          answer=bot.answer_callback, link_secret="link-secret")
+        start = {"update_id": int(uuid.uuid4().int % 10**12), "message": {
+            "message_id": 1, "date": 0, "chat": {"id": chat, "type": "private"},
+            "from": {"id": chat, "is_bot": False, "first_name": "A", "language_code": "en"},
+            "text": f"/start {token}"}}
+        assert await updates.handle(start) == "linked"
+        await r.consume(envelope("registration.created", registration(user)[1]))
+        await r.drain()
+    await bot.close()
+    sent = fake.sends(chat)
+    # the reply to /start, then the welcome that waited for a chat, then the ticket
+    assert [c.method for c in sent] == ["sendMessage", "sendMessage", "sendPhoto"]
+    assert "linked" in sent[0].params["text"]
+    assert "1 x ticket" in sent[2].params["caption"]  # English: the chat's language

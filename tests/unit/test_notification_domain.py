@@ -94,3 +94,17 @@ def test_templates_escape_values_and_refuse_the_sandbox_escape() -> None:
         templates.render("{{ ().__class__.__base__.__subclasses__() }}", {})
     assert templates.money(150050, "RUB") == "1 500.50 RUB"
     assert domain.locale_of("ru-RU") == "ru" and domain.locale_of("de") == "en"
+
+
+def test_link_tokens_fit_a_deep_link_and_are_verified() -> None:
+    import re
+    import uuid
+
+    user = str(uuid.uuid4())
+    token = domain.link_token("s3cret", user, 2_000_000_000)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", token)
+    assert domain.verify_link_token("s3cret", token, 1_999_999_999) == user
+    assert domain.verify_link_token("s3cret", token, 2_000_000_001) is None  # expired
+    assert domain.verify_link_token("other", token, 0) is None
+    assert domain.verify_link_token("s3cret", token[:-1] + "A", 0) in (None,) or \
+        token.endswith("A")

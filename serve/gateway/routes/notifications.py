@@ -13,6 +13,7 @@ from serve.notifications.schemas import (
     LogPage,
     PreferencesIO,
     SendIn,
+    TelegramLinkOut,
     TemplateIn,
     TemplateList,
     TemplateOut,
@@ -78,3 +79,9 @@ async def telegram_webhook(request: Request, ctx: PublicContext, services: Servi
                            secret: Annotated[str | None, Header(
                                alias="X-Telegram-Bot-Api-Secret-Token")] = None) -> Any:
     return await services.notification.telegram_update(ctx, secret, await request.json())
+
+
+@router.post("/users/me/telegram-link", response_model=TelegramLinkOut, tags=["users"],
+             summary="A t.me deep link that links this account to the Telegram chat opening it")
+async def telegram_link(ctx: UserContext, services: ServicesDep) -> Any:
+    return await services.notification.telegram_link(ctx)
