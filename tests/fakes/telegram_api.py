@@ -198,6 +198,12 @@ def _decode(value: Any) -> Any:
 def create_app(fake: FakeTelegram) -> FastAPI:
     app = FastAPI()
 
+    @app.get("/_calls")
+    async def calls() -> list[list[Any]]:
+        """What was called, for a double running in another process (the benchmark)."""
+        return [[c.at, c.method, int(c.params.get("chat_id") or 0), c.answered]
+                for c in list(fake.calls)]
+
     @app.post("/bot{token}/{method}")
     async def call(token: str, method: str, request: Request) -> JSONResponse:
         if token != fake.token:
