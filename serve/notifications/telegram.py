@@ -7,6 +7,7 @@ Telegram. Photos are uploaded as files (multipart).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import warnings
 from dataclasses import dataclass
@@ -82,15 +83,19 @@ class BotGateway:
         self.bot = Bot(token, base_url=f"{root}/bot", base_file_url=f"{root}/file/bot",
                        request=request, get_updates_request=poll)
         self._started = False
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        if not self._started:
-            await self.bot.initialize()
-            self._started = True
+        if self._started:
+            return
+        async with self._starting:
+            if not self._started:
+                await self.bot.initialize()
+                self._started = True
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
-        await self.start()
         try:
+            await self.start()
             return await getattr(self.bot, method)(**kwargs)
         except Exception as exc:
             raise failure(exc) from exc
