@@ -111,3 +111,29 @@ async def test_a_batch_handler_runs_before_a_later_message_of_another_handler(
         assert log == [("created", 2), ("cancelled", 1), ("created", 1)]
     finally:
         await engine.dispose()
+
+
+async def test_a_consumer_missing_handlers_does_not_consume_its_queue(
+        messaging_settings: Settings, amqp_url: str) -> None:
+    """On RabbitMQ a service whose handlers do not cover its bound keys leaves its queue
+    alone: what is bound to it waits there instead of being acked."""
+    from messaging.runtime import MessagingRuntime
+
+    engine = create_engine(messaging_settings, "event")
+    settings = messaging_settings.model_copy(update={
+        "amqp_url": amqp_url, "amqp_exchange": f"afisha.test.{uuid.uuid4().hex[:8]}"})
+
+    async def handler(uow: UnitOfWork, message: Envelope) -> None:
+        raise AssertionError("nothing is consumed")
+
+    runtime = MessagingRuntime("event", settings, sessionmaker(engine),
+                               {"payment.refunded": handler})
+    try:
+        await runtime._start_consumer()
+        assert runtime.amqp_consumer is None
+        consumer = runtime.consumer
+        assert consumer is not None
+        assert consumer.missing == ("payment.completed", "group.member.added")
+    finally:
+        await runtime.close()
+        await engine.dispose()
