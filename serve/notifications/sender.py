@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings, schema_of
@@ -284,6 +285,9 @@ class Sender:
                                                                             0) + 1
         await session.execute(update(notifications).where(notifications.c.id == row.id)
                               .values(**values))
+        if row.chat_id is None and outcome.chat_id is not None:  # found at the User service
+            await session.execute(pg_insert(chats).values(
+                user_id=row.recipient_id, chat_id=outcome.chat_id).on_conflict_do_nothing())
         if outcome.unreachable:
             await session.execute(update(chats).where(chats.c.user_id == row.recipient_id)
                                   .values(unreachable=True, unreachable_reason=outcome.unreachable,
