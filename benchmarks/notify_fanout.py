@@ -109,8 +109,9 @@ async def scenario(settings: Settings, count: int, limit: int, label: str) -> di
                 await asyncio.sleep(0.1)
         else:
             raise RuntimeError("the Bot API double did not start")
-    settings = settings.model_copy(update={"telegram_max_per_second": limit,
-                                           "notification_batch_size": max(100, limit * 2)})
+    settings = settings.model_copy(update={
+        "telegram_max_per_second": limit,
+        "notification_batch_size": min(1000, max(100, limit * 2))})
     engine = create_engine(settings, "notification")
     sessions = sessionmaker(engine)
     limits = Limits(per_second=limit)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Literal
@@ -52,39 +54,48 @@ def locale_of(language_code: str | None) -> str:
 @dataclass(frozen=True)
 class Limits:
     """At most ``per_second`` messages in every wall-clock second (all chats), one per
-    ``chat_interval_ms`` to a chat and ``group_per_minute`` to a group in any 60 s. ``guard_ms``
-    keeps grants away from the end of a second and pads intervals, so a request that travels
-    a few milliseconds still arrives inside the window it was counted in."""
+    ``chat_interval_ms`` to a chat and ``group_per_minute`` to a group in any 60 s.
+
+    Sends are paced, not burst: the global slots of a second are spread evenly over its first
+    ``1000 - guard_ms`` ms, so a request that is late by up to ``guard_ms`` (a busy event loop,
+    the network) still arrives inside the second it was counted in. ``guard_ms`` also pads the
+    per-chat and per-group intervals."""
 
     per_second: int = 25
     chat_interval_ms: int = 1000
     group_per_minute: int = 20
-    guard_ms: int = 25
+    guard_ms: int = 100
+
+    @property
+    def pace_ms(self) -> float:
+        return (1000 - self.guard_ms) / self.per_second
 
 
-Reason = Literal["", "pause", "chat", "group", "second"]
+Reason = Literal["", "pause", "chat", "group"]
 
 
 @dataclass
 class LimiterState:
-    """The in-process limiter (the Redis script does the same arithmetic across replicas)."""
+    """The in-process limiter (the Redis script does the same arithmetic across replicas).
+
+    ``acquire`` either refuses for now (``pause``, ``chat``, ``group``: wait and ask again) or
+    reserves the next global slot and answers ``(wait, "")``: send ``wait`` ms from now."""
 
     limits: Limits = field(default_factory=Limits)
     paused_until_ms: int = 0
-    last_chat_ms: dict[int, int] = field(default_factory=dict)
-    group_sends: dict[int, deque[int]] = field(default_factory=dict)
-    second: int = -1
-    second_count: int = 0
+    next_slot_ms: float = 0.0
+    last_chat_ms: dict[int, float] = field(default_factory=dict)
+    group_sends: dict[int, deque[float]] = field(default_factory=dict)
+    per_second: dict[int, int] = field(default_factory=dict)
 
     def acquire(self, now_ms: int, chat_id: int) -> tuple[int, Reason]:
-        """``(0, "")`` and the send is counted, or how many ms to wait and which limit."""
         limits = self.limits
         if self.paused_until_ms > now_ms:
             return self.paused_until_ms - now_ms, "pause"
         last = self.last_chat_ms.get(chat_id)
         interval = limits.chat_interval_ms + limits.guard_ms
         if last is not None and now_ms - last < interval:
-            return interval - (now_ms - last), "chat"
+            return math.ceil(interval - (now_ms - last)), "chat"
         group = is_group(chat_id)
         if group:
             sends = self.group_sends.setdefault(chat_id, deque())
@@ -92,31 +103,41 @@ class LimiterState:
             while sends and sends[0] <= now_ms - window:
                 sends.popleft()
             if len(sends) >= limits.group_per_minute:
-                return sends[0] + window - now_ms, "group"
-        wait = second_wait(now_ms, limits.guard_ms)
-        if wait:
-            return wait, "second"
-        second = now_ms // 1000
-        if second != self.second:
-            self.second, self.second_count = second, 0
-        if self.second_count >= limits.per_second:
-            return (second + 1) * 1000 - now_ms, "second"
-        self.second_count += 1
-        self.last_chat_ms[chat_id] = now_ms
+                return math.ceil(sends[0] + window - now_ms), "group"
+        slot = next_slot(max(float(now_ms), self.next_slot_ms), limits,
+                         lambda second: self.per_second.get(second, 0))
+        second = int(slot // 1000)
+        self.per_second[second] = self.per_second.get(second, 0) + 1
+        for old in [k for k in self.per_second if k < now_ms // 1000 - 1]:
+            del self.per_second[old]
+        self.next_slot_ms = slot + limits.pace_ms
+        self.last_chat_ms[chat_id] = slot
         if group:
-            self.group_sends[chat_id].append(now_ms)
-        return 0, ""
+            self.group_sends[chat_id].append(slot)
+        return math.ceil(slot - now_ms), ""
 
     def pause(self, now_ms: int, retry_after_seconds: float) -> None:
         """A 429 pauses the whole bot for ``retry_after`` (plus the guard)."""
         until = now_ms + int(retry_after_seconds * 1000) + self.limits.guard_ms
         self.paused_until_ms = max(self.paused_until_ms, until)
 
+    def paused(self, now_ms: int) -> bool:
+        return self.paused_until_ms > now_ms
 
-def second_wait(now_ms: int, guard_ms: int) -> int:
-    """Grants are not made in the last ``guard_ms`` of a second: wait for the next one."""
-    into = now_ms % 1000
-    return 1000 - into if into >= 1000 - guard_ms else 0
+
+def next_slot(earliest: float, limits: Limits, count: Callable[[int], int]) -> float:
+    """The first moment from ``earliest`` outside a second's guard whose second has room."""
+    slot = earliest
+    for _ in range(1000):
+        into = slot % 1000
+        if into >= 1000 - limits.guard_ms:
+            slot += 1000 - into
+            continue
+        if count(int(slot // 1000)) >= limits.per_second:
+            slot += 1000 - into
+            continue
+        return slot
+    return slot
 
 
 def is_group(chat_id: int) -> bool:

@@ -64,23 +64,18 @@ class Recipients:
     @staticmethod
     async def load_session(session: AsyncSession, user_ids: list[uuid.UUID]
                            ) -> dict[uuid.UUID, tuple[str, domain.Preferences]]:
-        rows = (await session.execute(
-            select(chats.c.user_id.label("chat_user"), chats.c.language_code,
-                   preferences.c.user_id.label("pref_user"), preferences.c.telegram,
-                   preferences.c.opt_out, preferences.c.quiet_start, preferences.c.quiet_end,
-                   preferences.c.time_zone)
-            .select_from(chats.outerjoin(preferences, preferences.c.user_id == chats.c.user_id,
-                                         full=True))
-            .where((chats.c.user_id.in_(user_ids)) | (preferences.c.user_id.in_(user_ids))))
-        ).all()
+        languages = {r.user_id: r.language_code for r in (await session.execute(
+            select(chats.c.user_id, chats.c.language_code)
+            .where(chats.c.user_id.in_(user_ids)))).all()}
+        saved = {r.user_id: domain.Preferences(
+            telegram=r.telegram, opt_out=tuple(r.opt_out or ()), quiet_start=r.quiet_start,
+            quiet_end=r.quiet_end, time_zone=r.time_zone or "UTC")
+            for r in (await session.execute(
+                select(preferences).where(preferences.c.user_id.in_(user_ids)))).all()}
         found: dict[uuid.UUID, tuple[str, domain.Preferences]] = {}
-        for r in rows:
-            user = r.chat_user or r.pref_user
-            prefs = domain.Preferences(
-                telegram=r.telegram, opt_out=tuple(r.opt_out or ()), quiet_start=r.quiet_start,
-                quiet_end=r.quiet_end, time_zone=r.time_zone or "UTC"
-            ) if r.pref_user is not None else domain.Preferences()
-            found[user] = (domain.locale_of(r.language_code), prefs)
+        for user in set(languages) | set(saved):
+            found[user] = (domain.locale_of(languages.get(user)),
+                           saved.get(user, domain.Preferences()))
         return found
 
 
@@ -117,6 +112,7 @@ class NotificationHandlers:
         bodies = await self._bodies(uow, key)
         now = datetime.now(UTC)
         queued = 0
+        rendered: dict[tuple[str, int], str] = {}  # a fan-out shares one context
         for start in range(0, len(recipients), FANOUT_BATCH):
             batch = recipients[start:start + FANOUT_BATCH]
             known = await Recipients.load(uow, [user for user, _ in batch])
@@ -124,7 +120,10 @@ class NotificationHandlers:
             for user, context in batch:
                 locale, prefs = known.get(user, ("ru", domain.Preferences()))
                 verdict, until = domain.decide(prefs, message_type, now)
-                text = templates.render(bodies.get(locale, bodies["ru"]), context)
+                memo = (locale, id(context))
+                if memo not in rendered:
+                    rendered[memo] = templates.render(bodies.get(locale, bodies["ru"]), context)
+                text = rendered[memo]
                 values.append({
                     "recipient_id": user, "template_key": key, "locale": locale,
                     "source_message_id": envelope.id, "registration_id": registration_id,

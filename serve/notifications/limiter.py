@@ -21,20 +21,22 @@ from serve.notifications.domain import LimiterState, Limits, Reason
 log = get_logger("notification.limiter")
 
 # KEYS: prefix. ARGV: chat id, group (0/1), per second, chat interval ms, group per minute,
-# guard ms. Returns {wait ms, reason}.
+# guard ms. Returns {wait ms, reason}: reason '' reserved a slot (send after wait ms); 'pause',
+# 'chat', 'group' reserved nothing (ask again after wait ms).
 ACQUIRE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local p = KEYS[1]
 local chat, group = ARGV[1], ARGV[2] == '1'
-local per_second, interval = tonumber(ARGV[3]), tonumber(ARGV[4]) + tonumber(ARGV[6])
-local per_minute, guard = tonumber(ARGV[5]), tonumber(ARGV[6])
+local per_second, guard = tonumber(ARGV[3]), tonumber(ARGV[6])
+local interval, per_minute = tonumber(ARGV[4]) + guard, tonumber(ARGV[5])
+local pace = (1000 - guard) / per_second
 local paused = tonumber(redis.call('GET', p .. ':pause') or '0')
-if paused > now then return {paused - now, 'pause'} end
+if paused > now then return {math.ceil(paused - now), 'pause'} end
 local ck = p .. ':chat:' .. chat
 local last = redis.call('GET', ck)
 if last and now - tonumber(last) < interval then
-  return {interval - (now - tonumber(last)), 'chat'}
+  return {math.ceil(interval - (now - tonumber(last))), 'chat'}
 end
 local gk = p .. ':group:' .. chat
 local window = 60000 + guard
@@ -42,23 +44,30 @@ if group then
   redis.call('ZREMRANGEBYSCORE', gk, '-inf', now - window)
   if redis.call('ZCARD', gk) >= per_minute then
     local oldest = redis.call('ZRANGE', gk, 0, 0, 'WITHSCORES')
-    return {tonumber(oldest[2]) + window - now, 'group'}
+    return {math.ceil(tonumber(oldest[2]) + window - now), 'group'}
   end
 end
-local into = now % 1000
-if into >= 1000 - guard then return {1000 - into, 'second'} end
-local second = math.floor(now / 1000)
-local sk = p .. ':second:' .. second
-local n = tonumber(redis.call('GET', sk) or '0')
-if n >= per_second then return {(second + 1) * 1000 - now, 'second'} end
-redis.call('INCR', sk)
-redis.call('PEXPIRE', sk, 3000)
-redis.call('SET', ck, now, 'PX', interval + 1000)
-if group then
-  redis.call('ZADD', gk, now, now .. ':' .. n)
-  redis.call('PEXPIRE', gk, window + 1000)
+local slot = math.max(now, tonumber(redis.call('GET', p .. ':next') or '0'))
+for i = 1, 1000 do
+  local into = slot % 1000
+  if into >= 1000 - guard then
+    slot = slot + 1000 - into
+  else
+    local n = tonumber(redis.call('GET', p .. ':second:' .. math.floor(slot / 1000)) or '0')
+    if n >= per_second then slot = slot + 1000 - into else break end
+  end
 end
-return {0, ''}
+local ahead = math.ceil(slot - now)
+local sk = p .. ':second:' .. math.floor(slot / 1000)
+redis.call('INCR', sk)
+redis.call('PEXPIRE', sk, ahead + 3000)
+redis.call('SET', p .. ':next', string.format('%.3f', slot + pace), 'PX', ahead + 3000)
+redis.call('SET', ck, string.format('%.3f', slot), 'PX', ahead + interval + 1000)
+if group then
+  redis.call('ZADD', gk, slot, string.format('%.3f', slot))
+  redis.call('PEXPIRE', gk, ahead + window + 1000)
+end
+return {ahead, ''}
 """
 
 PAUSE = """
@@ -70,11 +79,21 @@ if untilms > current then redis.call('SET', KEYS[1], untilms, 'PX', tonumber(ARG
 return untilms
 """
 
+PAUSED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
+if paused > now then return paused - now end
+return 0
+"""
+
 
 class Limiter(Protocol):
     async def acquire(self, chat_id: int) -> tuple[int, Reason]: ...
 
     async def pause(self, retry_after_seconds: float) -> None: ...
+
+    async def paused(self) -> bool: ...
 
 
 def now_ms() -> int:
@@ -93,17 +112,22 @@ class LocalLimiter:
     async def pause(self, retry_after_seconds: float) -> None:
         self.state.pause(now_ms(), retry_after_seconds)
 
+    async def paused(self) -> bool:
+        return self.state.paused(now_ms())
+
 
 class RedisLimiter:
     """The cluster-wide limiter; falls back to the in-process one while Redis is down."""
 
     def __init__(self, url: str, prefix: str, limits: Limits) -> None:
-        self.redis = aioredis.from_url(url)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=10)
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.prefix = f"{prefix}:telegram"
         self.limits = limits
         self.fallback = LocalLimiter(limits)
         self._acquire = self.redis.register_script(ACQUIRE)
         self._pause = self.redis.register_script(PAUSE)
+        self._paused = self.redis.register_script(PAUSED)
 
     async def acquire(self, chat_id: int) -> tuple[int, Reason]:
         lim = self.limits
@@ -125,14 +149,25 @@ class RedisLimiter:
         except (RedisError, OSError) as exc:
             log.warning("Redis limiter unavailable for a pause: %s", exc)
 
+    async def paused(self) -> bool:
+        try:
+            return int(await self._paused(keys=[f"{self.prefix}:pause"])) > 0
+        except (RedisError, OSError):
+            return await self.fallback.paused()
+
     async def close(self) -> None:
         await self.redis.aclose()
 
 
 async def wait_for_slot(limiter: Limiter, chat_id: int) -> None:
-    """Block until a message to ``chat_id`` may go now (the slot is then taken)."""
+    """Block until a message to ``chat_id`` may go now (its slot is then taken). A slot
+    reserved ahead is given up when a 429 paused the bot in the meantime."""
     while True:
-        wait, _ = await limiter.acquire(chat_id)
-        if wait <= 0:
-            return
-        await asyncio.sleep(wait / 1000)
+        wait, reason = await limiter.acquire(chat_id)
+        if wait > 0:
+            await asyncio.sleep(wait / 1000)
+        if reason:
+            continue
+        if wait > 0 and await limiter.paused():
+            continue
+        return

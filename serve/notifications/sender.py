@@ -34,6 +34,7 @@ from storage.notification import chats, notifications, tickets
 log = get_logger("notification.sender")
 
 MAX_ATTEMPTS = 5
+CONCURRENT_CHATS = 64  # recipients whose messages are in flight at once
 # The user's Telegram chat when the notification service has none yet (the User service).
 ChatResolver = Callable[[uuid.UUID], Awaitable[int | None]]
 
@@ -99,10 +100,11 @@ class Sender:
         self.bot = bot
         self.limiter = limiter
         self.resolve_chat = resolve_chat
-        self.batch_size = settings.notification_batch_size
+        self.batch_size = min(settings.notification_batch_size, 1000)
         self.poll_seconds = settings.notification_poll_seconds
         self.lock_key = zlib.crc32(f"afisha-sender:{schema_of('notification')}".encode())
         self.stats = SenderStats()
+        self._concurrency = asyncio.Semaphore(CONCURRENT_CHATS)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -171,6 +173,10 @@ class Sender:
 
     async def _send_all(self, rows: list[Any]) -> list[Outcome]:
         """One recipient's messages, in order (a live ticket's edits must not overtake)."""
+        async with self._concurrency:
+            return await self._send_group(rows)
+
+    async def _send_group(self, rows: list[Any]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         chat_id: int | None = rows[0].chat_id
         unreachable = bool(rows[0].unreachable)

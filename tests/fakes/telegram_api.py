@@ -110,9 +110,9 @@ class FakeTelegram:
             message["reply_markup"] = params["reply_markup"]
         return message
 
-    def answer(self, method: str, params: dict[str, Any], files: dict[str, bytes]
-               ) -> tuple[int, dict[str, Any]]:
-        now = time.time()
+    def answer(self, method: str, params: dict[str, Any], files: dict[str, bytes],
+               arrived: float | None = None) -> tuple[int, dict[str, Any]]:
+        now = arrived if arrived is not None else time.time()
         with self._lock:
             if (method in SEND_METHODS | EDIT_METHODS
                     and self.paused_at + IN_FLIGHT < now < self.paused_until):
@@ -206,6 +206,7 @@ def create_app(fake: FakeTelegram) -> FastAPI:
 
     @app.post("/bot{token}/{method}")
     async def call(token: str, method: str, request: Request) -> JSONResponse:
+        arrived = time.time()  # before the body is read: the moment the call reached us
         if token != fake.token:
             return JSONResponse({"ok": False, "error_code": 401,
                                  "description": "Unauthorized"}, status_code=401)
@@ -223,7 +224,7 @@ def create_app(fake: FakeTelegram) -> FastAPI:
                     params[name] = _decode(value)
         if method == "getUpdates" and not fake.updates:
             await asyncio.sleep(min(float(params.get("timeout") or 0), 0.2))
-        status, body = fake.answer(method, params, files)
+        status, body = fake.answer(method, params, files, arrived)
         return JSONResponse(body, status_code=status)
 
     return app

@@ -3,6 +3,7 @@ templates."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -12,14 +13,19 @@ from serve.notifications import domain, templates
 from serve.notifications.domain import LimiterState, Limits, Preferences
 
 
-def test_the_overall_limit_holds_in_every_wall_clock_second() -> None:
-    state = LimiterState(Limits(per_second=5, guard_ms=20))
-    granted = [t for t in range(0, 3000) if state.acquire(t, 1000 + t)[0] == 0]
+def test_the_overall_limit_is_paced_within_every_wall_clock_second() -> None:
+    state = LimiterState(Limits(per_second=5, guard_ms=100))
+    slots = []
+    for i in range(15):
+        wait, reason = state.acquire(0, 1000 + i)
+        assert reason == ""
+        slots.append(wait)
     per_second: dict[int, int] = {}
-    for t in granted:
+    for t in slots:
         per_second[t // 1000] = per_second.get(t // 1000, 0) + 1
     assert per_second == {0: 5, 1: 5, 2: 5}
-    assert all(t % 1000 < 980 for t in granted)  # never in the guard at a second's end
+    assert all(t % 1000 <= 900 - 180 for t in slots)  # spread over the first 900 ms
+    assert all(b - a >= 180 for a, b in itertools.pairwise(slots))
 
 
 def test_one_message_a_second_per_chat_and_twenty_a_minute_per_group() -> None:
@@ -27,8 +33,9 @@ def test_one_message_a_second_per_chat_and_twenty_a_minute_per_group() -> None:
     assert state.acquire(0, 7) == (0, "")
     assert state.acquire(500, 7) == (500, "chat")
     assert state.acquire(1000, 7) == (0, "")
+    state = LimiterState(Limits(per_second=100, guard_ms=0))
     group = -100
-    sends = [t for t in range(0, 60_000, 1000) if state.acquire(t + 100, group)[0] == 0]
+    sends = [t for t in range(0, 60_000, 1000) if state.acquire(t + 100, group) == (0, "")]
     assert len(sends) == 20
     wait, reason = state.acquire(59_100, group)
     assert reason == "group" and wait == 100 + 60_000 - 59_100
@@ -37,6 +44,7 @@ def test_one_message_a_second_per_chat_and_twenty_a_minute_per_group() -> None:
 def test_a_429_pauses_everything_until_retry_after() -> None:
     state = LimiterState(Limits(guard_ms=10))
     state.pause(1000, 3)
+    assert state.paused(2000)
     assert state.acquire(2000, 1) == (2010, "pause")
     assert state.acquire(4010, 1) == (0, "")
 
