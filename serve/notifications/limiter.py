@@ -159,15 +159,18 @@ class RedisLimiter:
         await self.redis.aclose()
 
 
-async def wait_for_slot(limiter: Limiter, chat_id: int) -> None:
+async def wait_for_slot(limiter: Limiter, chat_id: int, late_ms: int = 50) -> None:
     """Block until a message to ``chat_id`` may go now (its slot is then taken). A slot
-    reserved ahead is given up when a 429 paused the bot in the meantime."""
+    reserved ahead is given up when a 429 paused the bot in the meantime, or when this
+    coroutine woke more than ``late_ms`` after it (a busy loop): sending then could land in
+    the next second's count, so a new slot is taken instead."""
     while True:
+        asked = now_ms()
         wait, reason = await limiter.acquire(chat_id)
         if wait > 0:
             await asyncio.sleep(wait / 1000)
         if reason:
             continue
-        if wait > 0 and await limiter.paused():
+        if wait > 0 and (now_ms() - (asked + wait) > late_ms or await limiter.paused()):
             continue
         return

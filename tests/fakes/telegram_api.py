@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto"})
-IN_FLIGHT = 0.05
+IN_FLIGHT = 0.25  # a request on its way when the 429 was answered (a loaded machine)
 EDIT_METHODS = frozenset({"editMessageText", "editMessageCaption", "editMessageMedia",
                           "editMessageReplyMarkup"})
 
