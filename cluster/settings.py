@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     telegram_bot_token: str | None = None
     telegram_bot_username: str = "afisha_bot"
     telegram_api_url: str = "https://api.telegram.org"
+    # Notification sender: messages per wall-clock second over the whole cluster (Telegram
+    # allows about 30), queued rows per drain, and the secret of the webhook (derived if unset).
+    telegram_max_per_second: int = Field(default=25, ge=1)
+    notification_batch_size: int = Field(default=100, ge=1)
+    notification_poll_seconds: float = Field(default=0.5, gt=0)
+    telegram_webhook_secret: str | None = None
 
     # Identity.
     admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)

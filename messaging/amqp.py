@@ -20,7 +20,7 @@ from aio_pika.abc import (
 )
 
 from messaging import topology
-from messaging.consumer import ConsumerRuntime
+from messaging.consumer import ConsumerRuntime, Unhandled
 from messaging.envelope import Envelope
 from messaging.transport import OutboxMessage
 from serve.common.logs import get_logger
@@ -196,6 +196,10 @@ class AmqpConsumer:
             return
         try:
             await self.runtime.process(envelope)
+        except Unhandled as exc:  # kept: back to the queue, never acked unhandled
+            log.warning("%s; returned to the queue", exc)
+            await message.nack(requeue=True)
+            return
         except Exception as exc:
             reason = self.runtime.failed(envelope, exc)
             deliveries = delivery_count(message) + 1

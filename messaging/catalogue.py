@@ -125,6 +125,7 @@ class PaymentChanged(Payload):
     kind: str
     amount: int
     currency: str
+    confirmation_url: str | None = None  # payment.created: where the payer pays
 
 
 class PaymentFailed(PaymentChanged):
@@ -183,8 +184,10 @@ CONSUMES: dict[str, tuple[str, ...]] = {
     "event": ("payment.completed", "payment.refunded", "group.member.added"),
     "payment": ("registration.created", "registration.cancelled", "event.cancelled",
                 "event.updated"),
-    "notification": ("user.registered", "registration.created", "payment.completed",
-                     "event.cancelled", "event.reminder", "reservation.expired"),
+    "notification": ("user.registered", "registration.created", "payment.created",
+                     "payment.completed",
+                     "payment.refunded", "event.cancelled", "event.reminder",
+                     "reservation.expired", "registration.cancelled", "checkin.completed"),
     "analytics": tuple(n for n in EVENTS if n.split(".")[0] in
                        {"event", "registration", "reservation", "checkin", "payment", "user",
                         "organization"}),

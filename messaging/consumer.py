@@ -5,6 +5,10 @@ the runtime opens a unit of work of the consuming service, records the message i
 ``inbox`` (a message already there is a duplicate: the handler is skipped), calls the handler
 and commits. Only then does the transport acknowledge the message. Messages that arrive
 together are applied in one unit of work; a ``BatchHandler`` gets all of its messages at once.
+
+Nothing is acknowledged without being handled: a message of a type the service has no handler
+for raises ``Unhandled`` (the transport keeps it: the embedded relay retries it, RabbitMQ gets it
+back), and a consumer whose handlers do not cover ``catalogue.CONSUMES`` does not consume.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ from serve.common.retry import retry
 from storage.common import dead_letter_table, inbox_table, service_metadata
 
 Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
-Outcome = Literal["applied", "duplicate", "ignored"]
+Outcome = Literal["applied", "duplicate"]
+
+
+class Unhandled(LookupError):
+    """A message of a type the consuming service has no handler for: it is kept, not acked."""
 
 
 class BatchHandler:
@@ -61,7 +69,6 @@ def consumer_tables(service: str) -> tuple[Table, Table]:
 class ConsumerStats:
     applied: int = 0
     duplicates: int = 0
-    ignored: int = 0
     failures: int = 0
     dead_lettered: int = 0
     last_error: str | None = None
@@ -84,6 +91,14 @@ class ConsumerRuntime:
         self.stats = ConsumerStats()
         self.log = get_logger(f"{service}.consumer")
         self.inbox, self.dead_letters = consumer_tables(service)
+        # Bound routing keys without a handler: until they have one the queue is not consumed.
+        self.missing = tuple(k for k in CONSUMES.get(service, ()) if k not in self.handlers)
+
+    def _require_handlers(self, envelopes: list[Envelope]) -> None:
+        unhandled = sorted({e.type for e in envelopes if e.type not in self.handlers})
+        if unhandled:
+            raise Unhandled(f"the {self.service} service has no handler for "
+                            f"{', '.join(unhandled)}: the message is kept")
 
     async def process_batch(self, envelopes: list[Envelope]) -> list[Outcome]:
         """Apply several messages in one transaction (one commit for all): one inbox insert
@@ -93,12 +108,9 @@ class ConsumerRuntime:
         applies the messages one by one, so only the failing one is retried or dead-lettered."""
         if len(envelopes) == 1:
             return [await self.process(envelopes[0])]
-        handled = [e for e in envelopes if e.type in self.handlers]
-        if not handled:
-            outcomes: list[Outcome] = ["ignored"] * len(envelopes)
-            self._count(envelopes, outcomes)
-            return outcomes
-        outcomes = []
+        self._require_handlers(envelopes)
+        handled = envelopes
+        outcomes: list[Outcome] = []
         async with UnitOfWork(self.sessions, self.service, None) as uow:
             fresh = set(await uow.session.scalars(
                 pg_insert(self.inbox)
@@ -107,10 +119,7 @@ class ConsumerRuntime:
                 .returning(self.inbox.c.message_id)))
             grouped: dict[BatchHandler, list[Envelope]] = {}
             for envelope in envelopes:
-                handler = self.handlers.get(envelope.type)
-                if handler is None:
-                    outcomes.append("ignored")
-                    continue
+                handler = self.handlers[envelope.type]
                 if envelope.id not in fresh:  # processed before, or twice in this batch
                     self.log.info("skipped %s %s: already processed", envelope.type, envelope.id)
                     outcomes.append("duplicate")
@@ -130,9 +139,7 @@ class ConsumerRuntime:
 
     async def process(self, envelope: Envelope) -> Outcome:
         """Apply a message once: inbox row, handler and commit in one transaction."""
-        if envelope.type not in self.handlers:
-            self._count([envelope], ["ignored"])
-            return "ignored"
+        self._require_handlers([envelope])
         async with UnitOfWork(self.sessions, self.service, None) as uow:
             outcome = await self._apply(uow, envelope)
         self._count([envelope], [outcome])
@@ -142,7 +149,7 @@ class ConsumerRuntime:
         """Inbox row and handler inside ``uow``, with the envelope's correlation id bound."""
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            return "ignored"
+            raise Unhandled(f"the {self.service} service has no handler for {envelope.type}")
         uow.correlation_id = envelope.correlation_id  # events the handler publishes carry it
         with bound(envelope.correlation_id):
             first = await uow.session.scalar(
@@ -162,10 +169,8 @@ class ConsumerRuntime:
             if outcome == "applied":
                 self.stats.applied += 1
                 self.stats.by_type[envelope.type] = self.stats.by_type.get(envelope.type, 0) + 1
-            elif outcome == "duplicate":
-                self.stats.duplicates += 1
             else:
-                self.stats.ignored += 1
+                self.stats.duplicates += 1
 
     def failed(self, envelope: Envelope, exc: BaseException) -> str:
         """Count a failed attempt; the reason as it is recorded with a dead letter."""
@@ -179,7 +184,9 @@ class ConsumerRuntime:
     async def deliver(self, envelopes: list[Envelope]) -> None:
         """Embedded transport: apply the messages in order, in one transaction when they all
         succeed; otherwise one by one, retrying with backoff; a message that fails
-        ``delivery_limit`` times goes to the ``dead_letter`` table."""
+        ``delivery_limit`` times goes to the ``dead_letter`` table. A message without a handler
+        raises ``Unhandled`` to the publisher's relay, which keeps it in its outbox."""
+        self._require_handlers(envelopes)
         try:
             await self.process_batch(envelopes)
             return

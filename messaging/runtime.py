@@ -71,6 +71,10 @@ class MessagingRuntime:
     async def _start_consumer(self) -> None:
         if self.consumer is None or not self.settings.amqp_url:
             return
+        if self.consumer.missing:  # its queue keeps them until a version handles them
+            self.log.warning("not consuming %s: no handler for %s", self.names.queue(self.service),
+                             ", ".join(self.consumer.missing))
+            return
         from messaging.amqp import AmqpConsumer
 
         url, runtime = self.settings.amqp_url, self.consumer
@@ -109,7 +113,8 @@ class MessagingRuntime:
             consumer: dict[str, Any] = {
                 "applied": stats.applied, "duplicates": stats.duplicates,
                 "failures": stats.failures, "dead_lettered": stats.dead_lettered,
-                "last_error": stats.last_error, "handlers": sorted(self.consumer.handlers)}
+                "last_error": stats.last_error, "handlers": sorted(self.consumer.handlers),
+                "unhandled": list(self.consumer.missing)}
             if self.settings.amqp_url and self._starter is not None:
                 connected = self.amqp_consumer is not None and self.amqp_consumer.connected
                 consumer["connected"] = connected

@@ -23,6 +23,7 @@ PUBLIC_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = (
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}$")),
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}/ticket-types$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/webhooks/.+$")),
+    (frozenset({"POST"}), re.compile(r"^/api/v1/telegram/webhook$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/analytics/track$")),
     # Signed, expiring links (the signature is the credential).
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/analytics/pages/dashboard$")),

@@ -35,7 +35,16 @@ class MessagingCollector(Collector):
         handled = CounterMetricFamily("afisha_consumer_messages",
                                       "Messages handled by the service's consumer (this replica)",
                                       labels=["service", "outcome"])
+        queued = GaugeMetricFamily("afisha_notification_queue_depth",
+                                   "Notifications queued for Telegram", labels=["service"])
+        queued_age = GaugeMetricFamily("afisha_notification_queue_oldest_age_seconds",
+                                       "Age of the oldest queued notification",
+                                       labels=["service"])
         for service, status in sorted(self.statuses.items()):
+            queue = status.get("notifications")
+            if isinstance(queue, Mapping):
+                queued.add_metric([service], float(queue.get("depth", 0)))
+                queued_age.add_metric([service], float(queue.get("oldest_age_seconds", 0)))
             outbox = status.get("outbox")
             if isinstance(outbox, Mapping):
                 unsent.add_metric([service], float(outbox.get("unsent", 0)))
@@ -48,7 +57,7 @@ class MessagingCollector(Collector):
                     handled.add_metric([service, outcome], float(consumer.get(outcome, 0)))
                 if status.get("dead_letters") is not None:
                     dead.add_metric([service], float(status["dead_letters"]))
-        yield from (unsent, oldest, failing, dead, up, handled)
+        yield from (unsent, oldest, failing, dead, up, handled, queued, queued_age)
 
 
 def render(statuses: Mapping[str, Mapping[str, Any]]) -> bytes:

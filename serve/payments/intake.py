@@ -57,7 +57,8 @@ async def create_pending_payments(uow: UnitOfWork, provider: Provider,
             index_where=text("status <> 'failed'"))
         .returning(*payments.c), rows)).mappings().all()
     for row in inserted:
-        uow.publish("payment.created", service.event_data(row), aggregate_id=str(row["id"]))
+        uow.publish("payment.created", service.event_data(
+            row, confirmation_url=row["confirmation_url"]), aggregate_id=str(row["id"]))
     return len(inserted)
 
 

@@ -125,7 +125,8 @@ async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
         )))).mappings().one()
         return view(row)
     row = await load(session, str(payment_id))
-    uow.publish("payment.created", event_data(row), aggregate_id=str(payment_id))
+    uow.publish("payment.created", event_data(
+        row, confirmation_url=row["confirmation_url"]), aggregate_id=str(payment_id))
     if issued.succeeded:  # a saved method: paid at once
         await session.execute(update(payments).where(payments.c.id == payment_id).values(
             status=Status.COMPLETED.value, captured_amount=amount, updated_at=func.now()))

@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from cluster.ports import free_port, serve_private_ports, wait_until_healthy
+from tests.fakes.server import running
+from tests.fakes.telegram_api import FakeTelegram, create_app
 
 # Known to the tests so they can mint access tokens for users the platform has not seen.
 E2E_JWT_SECRET = "e2e-" + "0123456789abcdef" * 4
@@ -37,7 +39,16 @@ class RunningPlatform:
 
 
 @pytest.fixture(scope="session")
-def platform(platform_database: str, amqp_url: str, redis_url: str,
+def bot_api() -> Iterator[FakeTelegram]:
+    """The Bot API double the platform's notification service talks to."""
+    fake = FakeTelegram()
+    with running(create_app(fake)) as url:
+        fake.url = url
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def platform(platform_database: str, amqp_url: str, redis_url: str, bot_api: FakeTelegram,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     with started_platform(platform_database, amqp_url, redis_url,
                           tmp_path_factory.mktemp("platform")) as running:
@@ -67,6 +78,8 @@ def started_platform(platform_database: str, amqp_url: str, redis_url: str,
         "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0",
         "AFISHA_ADMIN_EMAILS": ADMIN_EMAIL,
+        "AFISHA_TELEGRAM_BOT_TOKEN": bot_api.token,
+        "AFISHA_TELEGRAM_API_URL": bot_api.url,
         **serve_private_ports(),  # a platform already running here does not collide
     })
     log = work / "afisha-run.log"

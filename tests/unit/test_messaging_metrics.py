@@ -28,3 +28,11 @@ def test_outbox_lag_dead_letters_and_consumer_state_are_exported_per_service() -
     assert 'afisha_consumer_messages_total{outcome="duplicates",service="event"} 1.0' in text
     assert 'afisha_outbox_unsent{service="notification"}' not in text  # it publishes nothing
     assert 'afisha_dead_letters{service="notification"}' not in text  # unknown while down
+
+
+def test_the_notification_queue_depth_and_age_are_exported() -> None:
+    status = {"notification": {**STATUS["notification"],
+                               "notifications": {"depth": 12, "oldest_age_seconds": 3.25}}}
+    text = render(status).decode()
+    assert 'afisha_notification_queue_depth{service="notification"} 12.0' in text
+    assert 'afisha_notification_queue_oldest_age_seconds{service="notification"} 3.25' in text

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from cluster.settings import Settings
 from messaging.catalogue import CONSUMES
-from messaging.consumer import BatchHandler, ConsumerRuntime
+from messaging.consumer import BatchHandler, ConsumerRuntime, Unhandled
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.analytics.tracking import record_domain_event
@@ -33,12 +34,38 @@ async def test_a_batch_applies_each_new_message_once_in_order(
                               dict.fromkeys(CONSUMES["event"], handler))
     try:
         earlier, first, second = (envelope("payment.refunded") for _ in range(3))
-        unrelated = envelope("user.registered")  # the event service does not consume it
         assert await runtime.process(earlier) == "applied"
-        outcomes = await runtime.process_batch([first, earlier, unrelated, second, first])
-        assert outcomes == ["applied", "duplicate", "ignored", "applied", "duplicate"]
+        outcomes = await runtime.process_batch([first, earlier, second, first])
+        assert outcomes == ["applied", "duplicate", "applied", "duplicate"]
         assert seen == [earlier.id, first.id, second.id]
-        assert await runtime.process_batch([envelope("user.registered")] * 2) == ["ignored"] * 2
+    finally:
+        await engine.dispose()
+
+
+async def test_a_message_without_a_handler_is_kept_not_acked(
+        messaging_settings: Settings) -> None:
+    """Nothing is acked as ignored: a batch or a message with an unhandled type raises, so
+    the transport keeps it (the relay retries, RabbitMQ requeues), and nothing of it is written."""
+    engine = create_engine(messaging_settings, "event")
+    seen: list[uuid.UUID] = []
+
+    async def handler(uow: UnitOfWork, message: Envelope) -> None:
+        seen.append(message.id)
+
+    partial = {"payment.refunded": handler}
+    runtime = ConsumerRuntime("event", sessionmaker(engine), partial)
+    try:
+        assert runtime.missing == ("payment.completed", "group.member.added")
+        handled, unhandled = envelope("payment.refunded"), envelope("payment.completed")
+        with pytest.raises(Unhandled):
+            await runtime.process(unhandled)
+        with pytest.raises(Unhandled):
+            await runtime.process_batch([handled, unhandled])
+        with pytest.raises(Unhandled):
+            await runtime.deliver([handled, unhandled])
+        assert seen == []  # the handled one of the batch was not applied either
+        assert await runtime.process(handled) == "applied"  # nor recorded in the inbox
+        assert runtime.stats.applied == 1 and runtime.stats.dead_lettered == 0
     finally:
         await engine.dispose()
 
@@ -83,4 +110,30 @@ async def test_a_batch_handler_runs_before_a_later_message_of_another_handler(
         assert await runtime.process_batch([a, b, stop, c]) == ["applied"] * 4
         assert log == [("created", 2), ("cancelled", 1), ("created", 1)]
     finally:
+        await engine.dispose()
+
+
+async def test_a_consumer_missing_handlers_does_not_consume_its_queue(
+        messaging_settings: Settings, amqp_url: str) -> None:
+    """On RabbitMQ a service whose handlers do not cover its bound keys leaves its queue
+    alone: what is bound to it waits there instead of being acked."""
+    from messaging.runtime import MessagingRuntime
+
+    engine = create_engine(messaging_settings, "event")
+    settings = messaging_settings.model_copy(update={
+        "amqp_url": amqp_url, "amqp_exchange": f"afisha.test.{uuid.uuid4().hex[:8]}"})
+
+    async def handler(uow: UnitOfWork, message: Envelope) -> None:
+        raise AssertionError("nothing is consumed")
+
+    runtime = MessagingRuntime("event", settings, sessionmaker(engine),
+                               {"payment.refunded": handler})
+    try:
+        await runtime._start_consumer()
+        assert runtime.amqp_consumer is None
+        consumer = runtime.consumer
+        assert consumer is not None
+        assert consumer.missing == ("payment.completed", "group.member.added")
+    finally:
+        await runtime.close()
         await engine.dispose()
