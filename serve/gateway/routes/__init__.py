@@ -7,6 +7,6 @@ from fastapi import APIRouter
 
 def all_routers() -> list[APIRouter]:
     """Every router the gateway mounts (one import per service area)."""
-    from serve.gateway.routes import events, payments, users
+    from serve.gateway.routes import events, media, payments, users
 
-    return [users.router, payments.router, events.router]
+    return [users.router, payments.router, events.router, media.router, media.files]
