@@ -37,10 +37,11 @@ class MediaClient(ClientBase):
     async def detach_cover(self, ctx: RequestContext, media_id: str, event_id: str) -> None:
         await self.transport.call("detach_cover", ctx, media_id, event_id)
 
-    async def cover_urls(self, ctx: RequestContext, media_id: str,
-                         expires_in: int) -> dict[str, str]:
-        return cast(dict[str, str], await self.transport.call(
-            "cover_urls", ctx, media_id, expires_in))
+    async def cover_urls(self, ctx: RequestContext, media_ids: list[str],
+                         expires_in: int) -> dict[str, dict[str, str]]:
+        """media id -> {thumb|card|cover: URL} of the ready images among ``media_ids``."""
+        return cast(dict[str, dict[str, str]], await self.transport.call(
+            "cover_urls", ctx, media_ids, expires_in))
 
     async def sweep(self, ctx: RequestContext) -> View:
         return cast(View, await self.transport.call("sweep", ctx))

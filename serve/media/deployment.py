@@ -85,10 +85,10 @@ class MediaService(ServiceBase):
         with bound(ctx):
             await self.media.detach_cover(ctx, media_id, event_id)
 
-    async def cover_urls(self, ctx: RequestContext, media_id: str,
-                         expires_in: int) -> dict[str, str]:
+    async def cover_urls(self, ctx: RequestContext, media_ids: list[str],
+                         expires_in: int) -> dict[str, dict[str, str]]:
         with bound(ctx):
-            return await self.media.variant_urls(ctx, media_id, expires_in)
+            return await self.media.variant_urls(ctx, media_ids, expires_in)
 
     async def sweep(self, ctx: RequestContext) -> dict[str, int]:
         with bound(ctx):

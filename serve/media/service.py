@@ -215,17 +215,25 @@ class MediaUseCases:
         return {"url": await self.store.url(key, expires_in, content_type),
                 "expires_at": expires_at}
 
-    async def variant_urls(self, ctx: RequestContext, media_id: str,
-                           expires_in: int) -> dict[str, str]:
-        """Variant name -> URL of a ready image (the Event service's cover links)."""
-        try:
-            row = await self.load(media_id)
-        except NotFound:
+    async def variant_urls(self, ctx: RequestContext, media_ids: list[str],
+                           expires_in: int) -> dict[str, dict[str, str]]:
+        """media id -> variant name -> URL, of the ready images (the events' cover links)."""
+        wanted = set()
+        for value in media_ids:
+            try:
+                wanted.add(uuid.UUID(str(value)))
+            except ValueError:
+                continue
+        if not wanted:
             return {}
-        out: dict[str, str] = {}
-        for name, described in (row.variants or {}).items():
-            out[name] = await self.store.url(described["key"], expires_in,
-                                             described["content_type"])
+        async with self.sessions() as session:
+            rows = (await session.execute(select(media).where(
+                media.c.id.in_(wanted), media.c.status == Status.READY.value))).all()
+        out: dict[str, dict[str, str]] = {}
+        for row in rows:
+            out[str(row.id)] = {
+                name: await self.store.url(d["key"], expires_in, d["content_type"])
+                for name, d in (row.variants or {}).items()}
         return out
 
     # --- delete ---
