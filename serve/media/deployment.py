@@ -38,15 +38,18 @@ class MediaService(ServiceBase):
             self._sweeper = loop.create_task(self.sweep_forever())
 
     async def ready(self) -> None:
+        """The store is started (bucket made) and, in a replica, the cleanup sweep runs."""
+        loop = asyncio.get_running_loop()
         if self._started is None:
-            self._started = asyncio.get_running_loop().create_task(self.store.start())
+            self._started = loop.create_task(self.store.start())
+        if self._sweeper is None and in_serve_replica():
+            self._sweeper = loop.create_task(self.sweep_forever())
         await self._started
 
     async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.media_sweep_seconds)
             try:
-                await self.ready()
                 counts = await self.media.sweep()
                 if any(counts.values()):
                     self.log.info("media sweep removed %s", counts)
@@ -64,6 +67,7 @@ class MediaService(ServiceBase):
 
     async def get_media(self, ctx: RequestContext, media_id: str) -> dict[str, Any]:
         with bound(ctx):
+            await self.ready()
             return await self.media.get(ctx, media_id)
 
     async def media_url(self, ctx: RequestContext, media_id: str, variant: str,
