@@ -151,23 +151,6 @@ async def run(count: int, concurrency: int, megapixels: float) -> dict[str, Any]
         # warm up (Ray workers, imports)
         await cases.upload(ctx, "avatar", None, "w.jpg", "image/jpeg", data)
         await cases.settle()
-        gate = asyncio.Semaphore(concurrency)
-        request_seconds: list[float] = []
-
-        async def one() -> None:
-            async with gate:
-                t = time.perf_counter()
-                await cases.upload(ctx, "avatar", None, "p.jpg", "image/jpeg", data)
-                request_seconds.append(time.perf_counter() - t)
-
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(count)))
-        answered = time.perf_counter() - start
-        await cases.settle()
-        total = time.perf_counter() - start
-        baseline_n = max(1, min(count, 20))
-        ceiling = await asyncio.to_thread(pillow_loop, data, baseline_n)
-
         pdf = big_pdf(10 * 1024 * 1024 - 4096)
         boundary = b"benchboundary"
         body = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n'
@@ -181,6 +164,24 @@ async def run(count: int, concurrency: int, megapixels: float) -> dict[str, Any]
             parts.parser.finalize()
             await cases.upload(ctx, "document", None, parts.file_name, parts.file_type,
                                bytes(parts.file))
+        gate = asyncio.Semaphore(concurrency)
+        request_seconds: list[float] = []
+
+        async def one() -> None:
+            async with gate:
+                t = time.perf_counter()
+                await cases.upload(ctx, "avatar", None, "p.jpg", "image/jpeg", data)
+                request_seconds.append(time.perf_counter() - t)
+
+        with PeakRss() as during:
+            start = time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(count)))
+            answered = time.perf_counter() - start
+            await cases.settle()
+            total = time.perf_counter() - start
+        baseline_n = max(1, min(count, 20))
+        ceiling = await asyncio.to_thread(pillow_loop, data, baseline_n)
+
         await engine.dispose()
         return {
             "uploads": count, "concurrency": concurrency, "megapixels": megapixels,
@@ -194,6 +195,7 @@ async def run(count: int, concurrency: int, megapixels: float) -> dict[str, Any]
             "pdf_upload_bytes": len(pdf),
             "peak_rss_above_base_mb": round((rss.peak - rss.base) / 2**20, 1),
             "peak_rss_mb": round(rss.peak / 2**20, 1),
+            "peak_rss_during_uploads_mb": round(during.peak / 2**20, 1),
         }
     finally:
         ray.shutdown()

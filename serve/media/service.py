@@ -33,6 +33,9 @@ from storage.objects import ObjectStore
 
 log = get_logger("media")
 MODERATORS = frozenset({"owner", "moderator"})
+# Media whose variants are being made at once per replica (each job is three Ray tasks); the
+# others wait holding only their id, their original is read from the store when their turn comes.
+PARALLEL_JOBS = 4
 
 
 def parse_id(value: str | None, what: str = "media") -> uuid.UUID:
@@ -66,6 +69,7 @@ class MediaUseCases:
         self.store = store
         self.user = user
         self.pending: set[asyncio.Task[None]] = set()
+        self.jobs = asyncio.Semaphore(PARALLEL_JOBS)
 
     def uow(self, ctx: RequestContext | None = None) -> UnitOfWork:
         return UnitOfWork(self.sessions, "media", ctx)
@@ -131,15 +135,21 @@ class MediaUseCases:
             await self.store.delete(key)
             raise
         if status is Status.PROCESSING:
-            task = asyncio.get_running_loop().create_task(self.make_variants(media_id, stored))
+            task = asyncio.get_running_loop().create_task(self.make_variants(media_id, key))
             self.pending.add(task)
             task.add_done_callback(self.pending.discard)
         return view(row)
 
-    async def make_variants(self, media_id: uuid.UUID, data: bytes) -> None:
+    async def make_variants(self, media_id: uuid.UUID, original_key: str) -> None:
+        async with self.jobs:
+            await self._make_variants(media_id, original_key)
+
+    async def _make_variants(self, media_id: uuid.UUID, original_key: str) -> None:
         written: list[str] = []
         try:
+            data = await self.store.get(original_key)
             made = await variants.make_all(data, self.settings.media_max_pixels)
+            del data
             described: dict[str, Any] = {}
             for name, (blob, width, height) in made.items():
                 key = domain.object_key(media_id.hex, name, "image/webp")
