@@ -63,10 +63,12 @@ def decode_image(data: bytes, sniffed: str, max_pixels: int) -> Decoded:
     animated = bool(getattr(image, "is_animated", False))
     if animated and sniffed == GIF:
         return Decoded(GIF, image.width, image.height, data, animated=True)
-    upright = ImageOps.exif_transpose(image) or image
+    upright = image
+    ImageOps.exif_transpose(upright, in_place=True)  # no copy of the pixels
     out = io.BytesIO()
     if sniffed == JPEG:
-        upright.convert("RGB").save(out, "JPEG", quality=92, optimize=True)
+        (upright if upright.mode in ("RGB", "L") else upright.convert("RGB")).save(
+            out, "JPEG", quality=92, optimize=True)
     elif sniffed == PNG:
         upright.save(out, "PNG", optimize=False)
     elif sniffed == WEBP:

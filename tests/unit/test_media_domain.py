@@ -144,3 +144,17 @@ async def test_local_store_and_signatures(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         await store.get(key)
     assert not [p for p in await store.list() if p.key.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(("fmt", "found"), [("PNG", domain.PNG), ("WEBP", domain.WEBP),
+                                            ("JPEG", domain.JPEG)])
+def test_every_format_loses_its_exif_and_is_upright(fmt: str, found: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x8825] = {1: "N", 2: (55.0, 45.0, 21.0)}
+    out = io.BytesIO()
+    Image.new("RGB", (50, 40), (1, 2, 3)).save(out, fmt, exif=exif.tobytes())
+    assert files.has_gps(out.getvalue())
+    decoded = images.decode_image(out.getvalue(), found, 40_000_000)
+    assert (decoded.width, decoded.height) == (40, 50)
+    assert not files.has_gps(decoded.data) and b"Exif" not in decoded.data
