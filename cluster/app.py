@@ -45,7 +45,7 @@ def build_app(settings: Settings) -> Application:
             ray_actor_options={"num_cpus": settings.service_num_cpus})
 
     user = service(UserService).bind(config)
-    media = service(MediaService).bind(config)
+    media = service(MediaService).bind(config, user)
     event = service(EventService).bind(config, user, media)
     payment = service(PaymentService).bind(config, event)
     notification = service(NotificationService).bind(config, user, event)

@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     s3_secret_key: str | None = None
     s3_bucket: str = "afisha-media"
     s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    # Media: "local" keeps objects under <data_dir>/media; "s3" is MinIO/S3 (AFISHA_S3_*).
+    # "auto" picks s3 when AFISHA_S3_ENDPOINT is set.
+    media_store: Literal["auto", "local", "s3"] = "auto"
+    media_max_pixels: int = Field(default=40_000_000, ge=1)
+    media_max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    media_max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    media_orphan_hours: float = Field(default=24, gt=0)
+    media_sweep_seconds: float = Field(default=3600, gt=0)
+    # Signs the local store's /media-files URLs (falls back to the JWT secret).
+    media_signing_key: str | None = None
     telegram_bot_token: str | None = None
     telegram_bot_username: str = "afisha_bot"
     telegram_api_url: str = "https://api.telegram.org"

@@ -147,6 +147,22 @@ class RemainderDue(Payload):
     due_at: str
 
 
+# --- Media service ---
+class MediaUploaded(Payload):
+    media_id: str
+    purpose: str
+    organization_id: str | None = None
+    uploader_id: str
+    content_type: str
+    bytes: int
+
+
+class MediaDeleted(Payload):
+    media_id: str
+    purpose: str
+    organization_id: str | None = None
+
+
 EVENTS: dict[str, type[Payload]] = {
     "user.registered": UserRegistered,
     "user.updated": UserUpdated,
@@ -171,11 +187,14 @@ EVENTS: dict[str, type[Payload]] = {
     "payment.refunded": PaymentRefunded,
     "payment.remainder.due": RemainderDue,
     "payment.remainder.overdue": RemainderDue,
+    "media.uploaded": MediaUploaded,
+    "media.deleted": MediaDeleted,
 }
 
 PRODUCERS: dict[str, str] = {
     name: ("user" if name.split(".")[0] in {"user", "organization", "group"}
-           else "payment" if name.startswith("payment.") else "event")
+           else "payment" if name.startswith("payment.")
+           else "media" if name.startswith("media.") else "event")
     for name in EVENTS
 }
 

@@ -68,6 +68,12 @@ class PayloadTooLarge(ProblemError):
     slug = "payload-too-large"
 
 
+class UnsupportedMediaType(ProblemError):
+    """The content is of a type the endpoint does not take (decided by the content)."""
+
+    slug = "unsupported-media-type"
+
+
 class Unprocessable(ProblemError):
     """The input breaks a rule of the domain."""
 

@@ -19,6 +19,7 @@ from serve.common.errors import (
     TooManyRequests,
     Unauthorized,
     Unprocessable,
+    UnsupportedMediaType,
     UpstreamTimeout,
 )
 
@@ -31,6 +32,7 @@ HTTP: dict[type[ProblemError], tuple[int, str]] = {
     NotFound: (404, "Not found"),
     Conflict: (409, "Conflict"),
     PayloadTooLarge: (413, "Content too large"),
+    UnsupportedMediaType: (415, "Unsupported media type"),
     Unprocessable: (422, "Unprocessable content"),
     TooManyRequests: (429, "Too many requests"),
     ServiceUnavailable: (503, "Service unavailable"),

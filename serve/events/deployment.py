@@ -41,6 +41,7 @@ class EventService(ServiceBase):
         self.inventory = InventoryClient(config)
         self.events = EventUseCases(self.settings, self.sessions, self.user, self.inventory)
         self.events.changed = EventCacheInvalidator(self.settings).invalidate
+        self.events.covers = self.media
         self.registrations = RegistrationUseCases(self.settings, self.sessions, self.user,
                                                   self.inventory)
         self.handlers = EventHandlers(self.inventory)

@@ -44,6 +44,21 @@ class Users(Protocol):
     async def group_organization(self, ctx: RequestContext, group_id: str) -> str | None: ...
 
 
+class Covers(Protocol):
+    """What the event service asks the media service (``serve.media.client.MediaClient``)."""
+
+    async def attach_cover(self, ctx: RequestContext, media_id: str, event_id: str,
+                           organization_id: str) -> dict[str, Any]: ...
+
+    async def detach_cover(self, ctx: RequestContext, media_id: str, event_id: str) -> None: ...
+
+    async def cover_urls(self, ctx: RequestContext, media_ids: list[str],
+                         expires_in: int) -> dict[str, dict[str, str]]: ...
+
+
+COVER_URL_SECONDS = 24 * 3600
+
+
 class Inventories(Protocol):
     """The per-event inventory actors (``actors.client.InventoryClient``)."""
 
@@ -77,6 +92,24 @@ class EventAccess:
         self.users = users
         self.inventory = inventory
         self.changed: Callable[[str], Awaitable[None]] = _nothing  # e.g. drop cached answers
+        self.covers: Covers | None = None  # the media service (event covers)
+
+    async def attach_cover(self, ctx: RequestContext, media_id: str, event_id: str,
+                           organization_id: str) -> None:
+        """Validated by the media service: exists, ready, an image, same organization."""
+        if self.covers is None:
+            raise Unprocessable("covers are not available here", slug="invalid-cover")
+        await self.covers.attach_cover(ctx, media_id, event_id, organization_id)
+
+    async def with_covers(self, ctx: RequestContext,
+                          views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each view with ``cover``: the cover's variant URLs (thumb, card, cover) or None."""
+        ids = sorted({str(v["cover_media_id"]) for v in views if v.get("cover_media_id")})
+        urls = (await self.covers.cover_urls(ctx, ids, COVER_URL_SECONDS)
+                if ids and self.covers is not None else {})
+        for v in views:
+            v["cover"] = urls.get(str(v.get("cover_media_id"))) or None
+        return views
 
     async def event(self, event_id: str) -> dict[str, Any]:
         async with self.sessions() as session:
@@ -134,15 +167,19 @@ class EventUseCases(EventAccess):
             raise Unprocessable("group_id is not a group of this organization")
         values = body.model_dump() | {"id": str(uuid.uuid4()), "status": "draft",
                                       "created_by": user_id}
+        if body.cover_media_id:
+            await self.attach_cover(ctx, body.cover_media_id, values["id"],
+                                    body.organization_id)
         async with UnitOfWork(self.sessions, "event", ctx) as uow:
             row = (await uow.session.execute(insert(events).values(**values)
                                              .returning(events))).mappings().one()
             uow.publish("event.created", changed_payload(row), aggregate_id=row["id"])
         await self.changed(row["id"])
-        return event_view(dict(row))
+        return (await self.with_covers(ctx, [event_view(dict(row))]))[0]
 
     async def get_event(self, ctx: RequestContext, event_id: str) -> dict[str, Any]:
-        return event_view(await self.visible_event(ctx, event_id))
+        view = event_view(await self.visible_event(ctx, event_id))
+        return (await self.with_covers(ctx, [view]))[0]
 
     async def update_event(self, ctx: RequestContext, event_id: str,
                            body: EventUpdate) -> dict[str, Any]:
@@ -156,15 +193,21 @@ class EventUseCases(EventAccess):
         merged = event | changes
         domain.validate_event(merged["starts_at"], merged["ends_at"], merged["visibility"],
                               merged["group_id"])
+        old_cover = event.get("cover_media_id")
+        new_cover = changes.get("cover_media_id", old_cover)
+        if new_cover and new_cover != old_cover:
+            await self.attach_cover(ctx, new_cover, event_id, event["organization_id"])
         async with UnitOfWork(self.sessions, "event", ctx) as uow:
             row = (await uow.session.execute(
                 update(events).where(events.c.id == event_id)
                 .values(**changes, updated_at=func.now()).returning(events))).mappings().one()
             uow.publish("event.updated", {**changed_payload(row), "changed": sorted(changes)},
                         aggregate_id=event_id)
+        if old_cover and new_cover != old_cover and self.covers is not None:
+            await self.covers.detach_cover(ctx, old_cover, event_id)
         await self.inventory.call_if_active(event_id, "refresh")
         await self.changed(event_id)
-        return event_view(dict(row))
+        return (await self.with_covers(ctx, [event_view(dict(row))]))[0]
 
     async def transition(self, ctx: RequestContext, event_id: str, action: str) -> dict[str, Any]:
         event = await self.event(event_id)
@@ -219,7 +262,8 @@ class EventUseCases(EventAccess):
         async with self.sessions() as session:
             rows = [dict(r) for r in (await session.execute(query)).mappings().all()]
         page, cursor = paging.split(rows, filters.limit, "starts_at", "id")
-        return {"items": [event_view(r) for r in page], "next_cursor": cursor}
+        items = await self.with_covers(ctx, [event_view(r) for r in page])
+        return {"items": items, "next_cursor": cursor}
 
     def _visible_clause(self, ctx: RequestContext) -> Any:
         listed = events.c.status != domain.EventStatus.DRAFT

@@ -3,7 +3,8 @@
 ``serve.gateway.deps.enforce_authentication`` is attached by ``create_app`` to every router it
 mounts, so a new route is protected unless its method and path template are listed here.
 Public: the auth endpoints, the event list, detail and ticket types (prices and seats left; the
-event service applies the event's visibility), provider webhooks, analytics tracking
+event service applies the event's visibility), provider webhooks, analytics tracking, media
+metadata and URLs (the media service applies its access rules), signed ``/media-files`` links
 (plus the operations routes and docs, which live outside the routers).
 """
 
@@ -29,6 +30,8 @@ PUBLIC_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = (
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/analytics/pages/dashboard$")),
     (frozenset({"GET", "HEAD"}),
      re.compile(r"^/api/v1/analytics/exports/\{[^/}]+\}/download$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/media/\{[^/}]+\}(/url)?$")),
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/media-files/.+$")),
 )
 
 

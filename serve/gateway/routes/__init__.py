@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 def all_routers() -> list[APIRouter]:
     """Every router the gateway mounts (one import per service area)."""
-    from serve.gateway.routes import analytics, events, notifications, payments, users
+    from serve.gateway.routes import analytics, events, media, notifications, payments, users
 
     return [users.router, payments.router, events.router, analytics.router,
-            notifications.router]
+            notifications.router, media.router, media.files]
