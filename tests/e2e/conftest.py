@@ -50,14 +50,14 @@ def bot_api() -> Iterator[FakeTelegram]:
 @pytest.fixture(scope="session")
 def platform(platform_database: str, amqp_url: str, redis_url: str, bot_api: FakeTelegram,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    with started_platform(platform_database, amqp_url, redis_url,
+    with started_platform(platform_database, amqp_url, redis_url, bot_api,
                           tmp_path_factory.mktemp("platform")) as running:
         yield running
 
 
 @contextmanager
 def started_platform(platform_database: str, amqp_url: str, redis_url: str,
-                     work: Path) -> Iterator[RunningPlatform]:
+                     bot_api: FakeTelegram, work: Path) -> Iterator[RunningPlatform]:
     """``afisha run`` on its own database, exchange and Redis prefix, stopped afterwards."""
     port = free_port()
     run_id = uuid.uuid4().hex[:10]  # queues and Redis keys of its own: runs in parallel
