@@ -99,7 +99,7 @@ def runtime_env_vars(settings: Settings) -> dict[str, str]:
 def serve_config(settings: Settings) -> dict[str, Any]:
     """The whole Serve config (``ServeDeploySchema``), as plain data."""
     return {
-        "proxy_location": "EveryNode",
+        "proxy_location": settings.proxy_location,
         "http_options": {"host": settings.http_host, "port": settings.http_port},
         "applications": [{
             "name": APP_NAME,

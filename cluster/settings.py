@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     # SPREAD strategy; the consumers (payment, notification, media, analytics) placed only on
     # nodes offering this custom resource (e.g. ``afisha_worker``), taking this much of it.
     gateway_max_replicas_per_node: int | None = Field(default=None, ge=1)
+    # Where Serve runs its HTTP proxies: every node, or only the head (several nodes on one
+    # machine would otherwise all bind AFISHA_HTTP_PORT).
+    proxy_location: Literal["EveryNode", "HeadOnly"] = "EveryNode"
     inventory_spread: bool = False
     consumer_resource: str | None = None
     consumer_resource_amount: float = Field(default=0.001, gt=0)
