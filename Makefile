@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-bench run test unit integration e2e chaos lint typecheck footprint bench clean
+.PHONY: help install install-bench run test unit integration e2e chaos cluster lint typecheck footprint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ typecheck: $(STAMP) ## mypy
 
 chaos: $(STAMP) ## Faults during a sale (host and replica killed, broker and database connections cut), then an audit
 	$(BIN)/pytest -s tests/chaos
+
+cluster: $(STAMP) ## A head and two worker nodes on this machine, Afisha deployed with afisha deploy, the e2e suite and placement tests against it
+	$(BIN)/python -m tests.multinode.local_cluster $(CLUSTER_ARGS)
 
 footprint: $(STAMP) ## Measure time from start to healthy and the idle memory of the platform
 	$(BIN)/python benchmarks/footprint.py

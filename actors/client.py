@@ -78,6 +78,7 @@ class InventoryClient:
             name=host, namespace=self.namespace, get_if_exists=True,
             lifetime="detached", num_cpus=self.settings.inventory_num_cpus,
             max_restarts=-1, max_task_retries=0, max_concurrency=10_000,
+            scheduling_strategy="SPREAD" if self.settings.inventory_spread else "DEFAULT",
         ).remote(self.config, **args)
         ray.get(handle.configure.remote(self.config))  # a host created earlier adopts ours
         return handle

@@ -6,25 +6,29 @@ Payment -> Event; Notification -> User, Event; Analytics -> Event, User; the gat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+import os
+from typing import TYPE_CHECKING, Any, cast
 
 from ray import serve
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
-from cluster.settings import APP_NAME, GATEWAY_DEPLOYMENT, SERVICES, Settings, deployment_of
+from cluster.serve_config import DEPLOYMENTS, SERVE_ENV, deployment_options
+from cluster.settings import APP_NAME, GATEWAY_DEPLOYMENT, Settings, deployment_of
 
 if TYPE_CHECKING:
     from serve.common.service import ServiceBase
 
-__all__ = ["APP_NAME", "DEPLOYMENTS", "SERVE_ENV", "build_app"]
-DEPLOYMENTS = (GATEWAY_DEPLOYMENT, *(deployment_of(s) for s in SERVICES))
+__all__ = ["APP_NAME", "DEPLOYMENTS", "SERVE_ENV", "build_app", "from_environment"]
 
-# Environment read when Serve's processes start: throughput mode, and a controller loop that
-# runs once a second instead of ten times (it costs CPU at rest; replica failures are still
-# noticed within a second).
-SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
-             "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1"}
+
+def from_environment(args: dict[str, Any]) -> Application:
+    """The application builder of the Serve config file (``afisha config``): settings from the
+    environment (the config's ``runtime_env`` plus the node's secrets), and from files in
+    ``AFISHA_SECRETS_DIR`` when set (one file a setting, e.g. ``AFISHA_JWT_SECRET``)."""
+    secrets_dir = os.environ.get("AFISHA_SECRETS_DIR") or None
+    settings = Settings(_secrets_dir=secrets_dir) if secrets_dir else Settings()
+    return build_app(settings)
 
 
 def build_app(settings: Settings) -> Application:
@@ -39,10 +43,9 @@ def build_app(settings: Settings) -> Application:
     config = settings.to_runtime()
 
     def service(cls: type[ServiceBase]) -> Deployment:
+        name = deployment_of(cls.service)
         return cast(Deployment, serve.deployment(cls)).options(
-            name=deployment_of(cls.service), num_replicas=1,
-            max_ongoing_requests=settings.service_max_ongoing_requests,
-            ray_actor_options={"num_cpus": settings.service_num_cpus})
+            name=name, **deployment_options(settings, name))
 
     user = service(UserService).bind(config)
     media = service(MediaService).bind(config, user)
@@ -51,7 +54,5 @@ def build_app(settings: Settings) -> Application:
     notification = service(NotificationService).bind(config, user, event)
     analytics = service(AnalyticsService).bind(config, event, user)
     gateway = cast(Deployment, serve.deployment(Gateway)).options(
-        name=GATEWAY_DEPLOYMENT, num_replicas=settings.gateway_replicas,
-        max_ongoing_requests=settings.gateway_max_ongoing_requests,
-        ray_actor_options={"num_cpus": settings.gateway_num_cpus})
+        name=GATEWAY_DEPLOYMENT, **deployment_options(settings, GATEWAY_DEPLOYMENT))
     return gateway.bind(config, user, event, payment, notification, media, analytics)

@@ -136,7 +136,8 @@ def connect_ray(settings: Settings, platform: Platform, address: str | None) -> 
 def deploy(settings: Settings) -> None:
     from ray import serve
 
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.start(proxy_location=settings.proxy_location,
+                http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
 
 

@@ -1,4 +1,4 @@
-"""The ``afisha`` command: run, deploy, migrate, status, events dlq."""
+"""The ``afisha`` command: run, deploy, config, migrate, status, events dlq."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -96,6 +97,21 @@ def deploy(address: Annotated[str, typer.Option("--address", help="Ray cluster a
         bootstrap.deploy(settings)
         bootstrap.wait_healthy(platform.api_url, 180, progress)
     console.print(f"[green]deployed[/] to {address}; API at {platform.api_url}")
+
+
+@app.command()
+def config(output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="File to write (default: standard output).")] = None) -> None:
+    """Write the Serve config file (serve deploy, KubeRay serveConfigV2) from the settings;
+    secrets are left out (the nodes' environment or AFISHA_SECRETS_DIR provides them)."""
+    from cluster.serve_config import render
+
+    text = render(Settings())
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    Path(output).write_text(text)
+    console.print(f"[green]wrote[/] {output}")
 
 
 @app.command()

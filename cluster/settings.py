@@ -201,6 +201,26 @@ class Settings(BaseSettings):
     gateway_max_ongoing_requests: int = Field(default=512, ge=1)
     service_max_ongoing_requests: int = Field(default=128, ge=1)
 
+    # Autoscaling (Serve's autoscaling_config) of the gateway and the busy services (event,
+    # payment, analytics): on when a maximum above the minimum is set; the minimum is
+    # AFISHA_GATEWAY_REPLICAS for the gateway and 1 for a service.
+    gateway_max_replicas: int | None = Field(default=None, ge=1)
+    service_max_replicas: int | None = Field(default=None, ge=1)
+    gateway_target_ongoing_requests: float = Field(default=128, gt=0)
+    service_target_ongoing_requests: float = Field(default=32, gt=0)
+
+    # Placement on a multi-node cluster (all off by default, so one node needs nothing):
+    # at most this many gateway replicas on one node; inventory hosts scheduled with Ray's
+    # SPREAD strategy; the consumers (payment, notification, media, analytics) placed only on
+    # nodes offering this custom resource (e.g. ``afisha_worker``), taking this much of it.
+    gateway_max_replicas_per_node: int | None = Field(default=None, ge=1)
+    # Where Serve runs its HTTP proxies: every node, or only the head (several nodes on one
+    # machine would otherwise all bind AFISHA_HTTP_PORT).
+    proxy_location: Literal["EveryNode", "HeadOnly"] = "EveryNode"
+    inventory_spread: bool = False
+    consumer_resource: str | None = None
+    consumer_resource_amount: float = Field(default=0.001, gt=0)
+
     # Calls between deployments (serve.common.clients): no answer within this is a 503.
     service_call_timeout_seconds: float = Field(default=30, gt=0)
 

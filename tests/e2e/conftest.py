@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from cluster.ports import free_port, serve_private_ports, wait_until_healthy
+from tests.conftest import new_database
 from tests.fakes.server import running
 from tests.fakes.telegram_api import FakeTelegram, create_app
 
@@ -38,6 +39,21 @@ class RunningPlatform:
         return httpx.Client(base_url=self.base_url, timeout=30)
 
 
+# An already deployed platform (make cluster): its base URL, database and exchange. It must
+# have been deployed with E2E_JWT_SECRET, ADMIN_EMAIL and no rate limits, as started_platform.
+DEPLOYED_URL = os.environ.get("AFISHA_E2E_BASE_URL")
+
+
+@pytest.fixture(scope="session")
+def platform_database(pg_server: str) -> Iterator[str]:
+    """The running platform's own database (the deployed one's, with AFISHA_E2E_BASE_URL)."""
+    if DEPLOYED_URL:
+        yield os.environ["AFISHA_E2E_DATABASE_URL"]
+        return
+    with new_database(pg_server, "e2e") as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def bot_api() -> Iterator[FakeTelegram]:
     """The Bot API double the platform's notification service talks to."""
@@ -50,6 +66,10 @@ def bot_api() -> Iterator[FakeTelegram]:
 @pytest.fixture(scope="session")
 def platform(platform_database: str, amqp_url: str, redis_url: str, bot_api: FakeTelegram,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    if DEPLOYED_URL:
+        yield RunningPlatform(DEPLOYED_URL, Path(os.environ.get("AFISHA_E2E_LOG", os.devnull)),
+                              os.environ.get("AFISHA_E2E_EXCHANGE", ""), platform_database)
+        return
     with started_platform(platform_database, amqp_url, redis_url, bot_api,
                           tmp_path_factory.mktemp("platform")) as running:
         yield running
