@@ -452,4 +452,5 @@ def sign(secret: bytes, *parts: str) -> str:
 def signature_ok(secret: bytes, signature: str, expires: int, now: float, *parts: str) -> bool:
     if expires < now:
         return False
-    return hmac.compare_digest(sign(secret, *parts, str(expires)), signature)
+    return hmac.compare_digest(sign(secret, *parts, str(expires)).encode(),
+                               signature.encode("utf-8", "surrogatepass"))

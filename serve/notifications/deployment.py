@@ -225,7 +225,9 @@ class NotificationService(ServiceBase):
         with bound(ctx):
             import hmac
 
-            if self.secret is None or not hmac.compare_digest(secret or "", self.secret):
+            given = (secret or "").encode("utf-8", "surrogatepass")  # any header text compares
+            wanted = (self.secret or "").encode("utf-8", "surrogatepass")
+            if self.secret is None or not hmac.compare_digest(given, wanted):
                 raise Unauthorized("wrong or missing X-Telegram-Bot-Api-Secret-Token",
                                    slug="invalid-webhook-secret")
             await self.updates.handle(update)

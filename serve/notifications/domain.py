@@ -266,7 +266,8 @@ def verify_link_token(secret: str, token: str, now_epoch: int) -> str | None:
     body, _, mac = token.partition("_")
     if not body.startswith(LINK_PREFIX) or len(body) < 34 or not mac:
         return None
-    if not hmac.compare_digest(mac, _link_mac(secret, body)):
+    given = mac.encode("utf-8", "surrogatepass")  # any text compares, none raises
+    if not hmac.compare_digest(given, _link_mac(secret, body).encode("utf-8", "surrogatepass")):
         return None
     try:
         user = uuid.UUID(hex=body[1:33])

@@ -36,7 +36,8 @@ def verify(fields: Mapping[str, Any], bot_token: str | None, now: float, max_age
         raise Unauthorized("Telegram login is not configured on this platform",
                            slug="telegram-disabled")
     given = str(fields.get("hash") or "")
-    if not hmac.compare_digest(sign(fields, bot_token), given.lower()):
+    if not hmac.compare_digest(sign(fields, bot_token).encode(),  # any text compares
+                               given.lower().encode("utf-8", "surrogatepass")):
         raise Unauthorized("the Telegram login data is not authentic", slug="invalid-telegram")
     auth_date = int(fields.get("auth_date") or 0)
     if auth_date > now + FUTURE_SKEW_SECONDS:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from cluster.settings import Settings
@@ -130,10 +131,14 @@ async def upload(request: Request, ctx: UserContext, services: ServicesDep) -> A
     if declared and declared.isdigit() and int(declared) > parts.limit + OVERHEAD:
         raise PayloadTooLarge(f"the body is larger than {parts.limit} bytes", limit=parts.limit)
     request.state.media_bytes_read = 0
-    async for chunk in request.stream():
-        parts.feed(chunk)
-        request.state.media_bytes_read = parts.read
-    parts.parser.finalize()
+    try:
+        async for chunk in request.stream():
+            parts.feed(chunk)
+            request.state.media_bytes_read = parts.read
+        parts.parser.finalize()
+    except (UnicodeError, MultipartParseError) as exc:  # headers a browser would never send
+        raise BadRequest(f"the multipart body is malformed ({type(exc).__name__})",
+                         slug="malformed-multipart") from exc
     if parts.file_type is None and not parts.file:
         raise BadRequest("the file part is missing", slug="file-required")
     purpose = parts.fields.get("purpose")

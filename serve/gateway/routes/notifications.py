@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, status
 
+from serve.common.errors import BadRequest
 from serve.gateway.deps import PublicContext, ServicesDep, UserContext
 from serve.notifications.schemas import (
     JobOut,
@@ -78,7 +79,11 @@ async def notification_log(ctx: UserContext, services: ServicesDep,
 async def telegram_webhook(request: Request, ctx: PublicContext, services: ServicesDep,
                            secret: Annotated[str | None, Header(
                                alias="X-Telegram-Bot-Api-Secret-Token")] = None) -> Any:
-    return await services.notification.telegram_update(ctx, secret, await request.json())
+    try:
+        update = await request.json()
+    except ValueError as exc:
+        raise BadRequest("the body is not a JSON Bot API update", slug="invalid-update") from exc
+    return await services.notification.telegram_update(ctx, secret, update)
 
 
 @router.post("/users/me/telegram-link", response_model=TelegramLinkOut, tags=["users"],
