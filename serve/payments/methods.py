@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from serve.common.errors import NotFound
+from serve.common.errors import NotFound, Unprocessable
 from serve.payments.providers import SavedMethod
 from storage.payment import payment_methods
 
@@ -33,13 +33,18 @@ def _id(value: str) -> uuid.UUID:
         raise NotFound(f"no payment method {value!r}", slug="unknown-payment-method") from exc
 
 
-async def own(session: AsyncSession, user_id: str, method_id: str) -> RowMapping:
-    """The payer's method ``method_id``; 404 for an unknown one or another payer's."""
+async def own(session: AsyncSession, user_id: str, method_id: str,
+              provider: str | None = None) -> RowMapping:
+    """The payer's method ``method_id``; 404 for an unknown one or another payer's, 422 for
+    one of another ``provider`` than the one charging."""
     row = (await session.execute(select(payment_methods).where(
         payment_methods.c.id == _id(method_id),
         payment_methods.c.user_id == uuid.UUID(str(user_id))))).mappings().first()
     if row is None:
         raise NotFound(f"no payment method {method_id}", slug="unknown-payment-method")
+    if provider is not None and row["provider"] != provider:
+        raise Unprocessable("this payment method belongs to another provider",
+                            slug="unknown-payment-method")
     return row
 
 

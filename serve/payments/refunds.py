@@ -45,16 +45,12 @@ def refund_id_of(payment_id: uuid.UUID, cause: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{payment_id}:{cause}")
 
 
-async def _load_payment(session: AsyncSession, payment_id: uuid.UUID) -> RowMapping:
-    return await load(session, str(payment_id), lock=True)
-
-
 async def request(session: AsyncSession, payment_id: uuid.UUID, amount: int | None,
                   reason: str | None, cause: str) -> tuple[RowMapping, bool]:
     """The intent to refund ``amount`` (``None``: all that is left) for ``cause``, recorded in
     the caller's transaction, and True; or the intent already recorded for that cause, and
     False."""
-    row = await _load_payment(session, payment_id)
+    row = await load(session, str(payment_id), lock=True)
     refund_id = refund_id_of(row["id"], cause)
     existing = await _refund(session, refund_id)
     if existing is not None:
@@ -113,7 +109,7 @@ async def settle(uow: UnitOfWork, refund_id: uuid.UUID, issued: ProviderRefund) 
     session = uow.session
     first = await _refund(session, refund_id)
     assert first is not None
-    row = await _load_payment(session, first["payment_id"])
+    row = await load(session, str(first["payment_id"]), lock=True)
     intent = await _refund(session, refund_id, lock=True)
     assert intent is not None
     if intent["status"] != "requested":

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.outbox import UnitOfWork
 from serve.common import paging
-from serve.common.errors import Conflict, NotFound, Unprocessable
+from serve.common.errors import Conflict, NotFound
 from serve.payments import methods, refunds, remainder
 from serve.payments.domain import (
     CAPTURED,
@@ -95,10 +95,7 @@ async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
     amount = amount_due(reg.order, kind, captured)
     method = None
     if method_id is not None:
-        method = await methods.own(session, reg.user_id, method_id)
-        if method["provider"] != provider.name:
-            raise Unprocessable("this payment method belongs to another provider",
-                                slug="unknown-payment-method")
+        method = await methods.own(session, reg.user_id, method_id, provider.name)
     payment_id = uuid.uuid4()
     issued = await provider.create_payment(
         session, str(payment_id), amount, reg.order.currency,
@@ -147,10 +144,7 @@ async def _pay_pending_with_method(uow: UnitOfWork, provider: Provider, row: Row
         await session.execute(update(payments).where(payments.c.id == row["id"]).values(
             save_method=True, updated_at=func.now()))
         return view(await load(session, str(row["id"])))
-    method = await methods.own(session, str(row["user_id"]), method_id)
-    if method["provider"] != provider.name:
-        raise Unprocessable("this payment method belongs to another provider",
-                            slug="unknown-payment-method")
+    method = await methods.own(session, str(row["user_id"]), method_id, provider.name)
     issued = await provider.create_payment(
         session, f"{row['id']}:{method['id']}", row["amount"], row["currency"],
         f"registration {row['registration_id']}", method_id=method["provider_method_id"])
