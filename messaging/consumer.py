@@ -109,12 +109,11 @@ class ConsumerRuntime:
         if len(envelopes) == 1:
             return [await self.process(envelopes[0])]
         self._require_handlers(envelopes)
-        handled = envelopes
         outcomes: list[Outcome] = []
         async with UnitOfWork(self.sessions, self.service, None) as uow:
             fresh = set(await uow.session.scalars(
                 pg_insert(self.inbox)
-                .values([{"message_id": e.id, "type": e.type} for e in handled])
+                .values([{"message_id": e.id, "type": e.type} for e in envelopes])
                 .on_conflict_do_nothing()
                 .returning(self.inbox.c.message_id)))
             grouped: dict[BatchHandler, list[Envelope]] = {}
