@@ -9,6 +9,7 @@ queues a ``ticket`` row that the sender turns into an edit of the same Telegram 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -48,6 +49,10 @@ def ticket_buttons(registration_id: str, status: str,
     return rows
 
 
+TITLE_SECONDS = 60.0
+TITLES_KEPT = 10_000
+
+
 class Recipients:
     """Locale and preferences of users, read in one query for a batch of them."""
 
@@ -82,6 +87,9 @@ class Recipients:
 class NotificationHandlers:
     def __init__(self, event_lookup: EventLookup | None = None) -> None:
         self.event_lookup = event_lookup
+        # Event titles asked of the Event service, kept TITLE_SECONDS: a sale's thousands of
+        # registrations of one event cost one call, not one each.
+        self.titles: dict[str, tuple[float, str]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {"user.registered": self.user_registered,
@@ -141,6 +149,9 @@ class NotificationHandlers:
     async def _title(self, event_id: str, fallback: str | None = None) -> str:
         if fallback:
             return fallback
+        kept = self.titles.get(event_id)
+        if kept is not None and kept[0] > time.monotonic():
+            return kept[1]
         if self.event_lookup is not None:
             try:
                 found = await self.event_lookup(event_id)
@@ -148,6 +159,9 @@ class NotificationHandlers:
                 log.warning("event %s details unavailable: %s", event_id, exc)
                 found = None
             if found and found.get("title"):
+                if len(self.titles) >= TITLES_KEPT:
+                    self.titles.clear()
+                self.titles[event_id] = (time.monotonic() + TITLE_SECONDS, str(found["title"]))
                 return str(found["title"])
         return "Afisha"
 
