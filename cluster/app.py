@@ -51,8 +51,8 @@ def build_app(settings: Settings) -> Application:
     media = service(MediaService).bind(config, user)
     event = service(EventService).bind(config, user, media)
     payment = service(PaymentService).bind(config, event)
-    notification = service(NotificationService).bind(config, user, event)
     analytics = service(AnalyticsService).bind(config, event, user)
+    notification = service(NotificationService).bind(config, user, event, analytics)
     gateway = cast(Deployment, serve.deployment(Gateway)).options(
         name=GATEWAY_DEPLOYMENT, **deployment_options(settings, GATEWAY_DEPLOYMENT))
     return gateway.bind(config, user, event, payment, notification, media, analytics)

@@ -23,7 +23,7 @@ metadata = service_metadata("notification")
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
-STATUSES = ("queued", "sent", "failed", "blocked", "suppressed", "logged")
+STATUSES = ("queued", "sending", "sent", "failed", "blocked", "suppressed", "logged")
 
 # One row per message to one recipient; unique per (source message, recipient, template), so a
 # redelivered domain event (or a retried job) never queues the same message twice.
@@ -47,12 +47,15 @@ notifications = Table(
     Column("not_before", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
-    CheckConstraint("status IN ('queued', 'sent', 'failed', 'blocked', 'suppressed', 'logged')",
-                    name="status_known"),
+    # Marked (with its attempt) in a committed transaction just before each Bot API call.
+    Column("sending_at", DateTime(timezone=True)),
+    CheckConstraint("status IN ('queued', 'sending', 'sent', 'failed', 'blocked', 'suppressed', "
+                    "'logged')", name="status_known"),
     Index("uq_notifications_source", "source_message_id", "recipient_id", "template_key",
           unique=True),
     Index("ix_notifications_queued", "not_before", "id",
           postgresql_where=text("status = 'queued'")),
+    Index("ix_notifications_sending", "sending_at", postgresql_where=text("status = 'sending'")),
     Index("ix_notifications_recipient", "recipient_id", "id"),
     Index("ix_notifications_event", "event_id", "id"),
     Index("ix_notifications_job", "job_id"),
@@ -67,7 +70,10 @@ chats = Table(
     Column("unreachable", Boolean, nullable=False, server_default=text("false")),
     Column("unreachable_reason", Text),
     Column("migrated_from_chat_id", BigInteger),
+    # False until the User service has been told of the chat (linked, unreachable, reachable).
+    Column("user_synced", Boolean, nullable=False, server_default=text("true")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_chats_unsynced", "updated_at", postgresql_where=text("NOT user_synced")),
 )
 
 # The live ticket: one Telegram message per registration, edited in place as it moves.

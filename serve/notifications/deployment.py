@@ -14,6 +14,7 @@ from ray.serve.handle import DeploymentHandle
 from sqlalchemy import func, select
 
 from messaging.consumer import Handler
+from serve.analytics.client import AnalyticsClient
 from serve.common.clients import ServiceClient
 from serve.common.context import Identity, RequestContext, bound, correlation_id_var
 from serve.common.errors import Forbidden, ServiceUnavailable, Unauthorized
@@ -24,6 +25,7 @@ from serve.notifications.domain import Limits
 from serve.notifications.handlers import NotificationHandlers
 from serve.notifications.limiter import Limiter, LocalLimiter, RedisLimiter, wait_for_slot
 from serve.notifications.sender import Sender
+from serve.notifications.stats import StatsLinks
 from serve.notifications.telegram import BotGateway
 from serve.users.client import UserClient
 
@@ -41,11 +43,13 @@ class NotificationService(ServiceBase):
     service = "notification"
 
     def __init__(self, config: dict[str, Any], user: DeploymentHandle,
-                 event: DeploymentHandle) -> None:
+                 event: DeploymentHandle, analytics: DeploymentHandle | None = None) -> None:
         super().__init__(config)
         timeout = self.settings.service_call_timeout_seconds
         self.user = UserClient(ServiceClient("user", user, timeout))
         self.event = EventClient(ServiceClient("event", event, timeout))
+        self.analytics = (AnalyticsClient(ServiceClient("analytics", analytics, timeout))
+                          if analytics is not None else None)
         settings = self.settings
         limits = Limits(per_second=settings.telegram_max_per_second)
         self.limiter: Limiter = (
@@ -57,21 +61,28 @@ class NotificationService(ServiceBase):
         self.link_secret = settings.jwt_secret or settings.jwt_private_key or token
         self.sender = Sender(self.sessions, settings, self.bot, self.limiter,
                              resolve_chat=self._chat_of)
+        self._chats_changed = asyncio.Event()
+        stats = StatsLinks(self.user, self.analytics) if self.analytics is not None else None
         self.updates = service.Updates(self.sessions, release=self._release, reply=self._reply,
                                        answer=self._answer, accept_invite=self._accept_invite,
-                                       link_secret=self.link_secret)
+                                       link_secret=self.link_secret,
+                                       stats=stats.links if stats is not None else None,
+                                       chat_changed=self._chats_changed.set)
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- wiring ---
     def message_handlers(self) -> dict[str, Handler]:
-        return NotificationHandlers(self._event_details).handlers()
+        return NotificationHandlers(self._event_details, self._chat_of,
+                                    render_without_chat=self.bot is None).handlers()
 
     def start_messaging(self) -> None:
         super().start_messaging()
         if self._tasks:
             return
         self.sender.start()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._updates_loop()))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._updates_loop()))
+        self._tasks.append(loop.create_task(self._sync_loop()))
 
     def _system(self) -> RequestContext:
         return RequestContext(correlation_id_var.get())
@@ -81,6 +92,24 @@ class NotificationService(ServiceBase):
 
     async def _chat_of(self, user_id: uuid.UUID) -> int | None:
         return await self.user.telegram_chat_id(self._system(), str(user_id))
+
+    async def _tell_user(self, user_id: str, chat_id: int, reachable: bool) -> bool:
+        return await self.user.telegram_chat_changed(self._system(), user_id, chat_id,
+                                                     reachable)
+
+    async def _sync_loop(self) -> None:
+        """Tell the User service of linked, unreachable and reachable chats: at once when the
+        bot sees a change, otherwise every minute (changes the sender saw, retries)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._chats_changed.wait(), 60)
+            self._chats_changed.clear()
+            try:
+                await service.sync_chats(self.sessions, self._tell_user)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("telling the User service of chats failed: %s", exc)
 
     async def _release(self, user_id: str, registration_id: str) -> None:
         ctx = RequestContext(correlation_id_var.get(), Identity(user_id))

@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from serve.common.errors import Unprocessable
 
-Status = Literal["queued", "sent", "failed", "blocked", "suppressed", "logged"]
-STATUSES: tuple[Status, ...] = ("queued", "sent", "failed", "blocked", "suppressed", "logged")
+Status = Literal["queued", "sending", "sent", "failed", "blocked", "suppressed", "logged"]
+STATUSES: tuple[Status, ...] = ("queued", "sending", "sent", "failed", "blocked", "suppressed",
+                                "logged")
 FINAL: frozenset[str] = frozenset({"sent", "failed", "blocked", "suppressed", "logged"})
 
 # Message types; the essential ones are never suppressed (opt-out, /stop or quiet hours).
@@ -33,7 +34,8 @@ LOCALES: tuple[str, ...] = ("ru", "en")
 
 
 def transition(current: str, new: str) -> str:
-    """A notification moves only out of ``queued``; a final status never changes."""
+    """A notification moves only out of ``queued`` or ``sending``; a final status never
+    changes."""
     if current not in STATUSES or new not in STATUSES:
         raise ValueError(f"unknown status {current!r} -> {new!r}")
     if current in FINAL:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messaging.consumer import BatchHandler
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.common.logs import get_logger
@@ -29,6 +31,8 @@ from storage.notification import templates as template_rows
 Handler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
 # Event details the reactions show (title, start); the deployment asks the Event service.
 EventLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+# A user's Telegram chat as the User service knows it.
+ChatLookup = Callable[[uuid.UUID], Awaitable[int | None]]
 log = get_logger("notification.handlers")
 
 FANOUT_BATCH = 1000
@@ -49,26 +53,76 @@ def ticket_buttons(registration_id: str, status: str,
     return rows
 
 
+HOLDING = ("pending_payment", "confirmed", "checked_in")
+SUPERSEDED = "superseded: the event was cancelled before this ticket was sent"
+SET_URLS = text(
+    "UPDATE tickets AS t SET confirmation_url = v.url, updated_at = now() "
+    "FROM unnest(CAST(:regs AS uuid[]), CAST(:urls AS text[])) AS v(registration_id, url) "
+    "WHERE t.registration_id = v.registration_id RETURNING t.*")
+
+
+def live_ticket(row: Any, source_id: uuid.UUID, shown: str | None = None) -> Pending:
+    """The live ticket's message for a ``tickets`` row: its caption shows ``shown`` (else the
+    row's status), its photo the QR once paid, its buttons what the status allows."""
+    reg = str(row.registration_id)
+    context = {"title": row.title or "Afisha", "quantity": row.quantity,
+               "status": shown or row.status, "amount": row.amount, "currency": row.currency,
+               "expires_at": row.expires_at}
+    photo = "qr" if row.status in ("confirmed", "checked_in") else "card"
+    return Pending(source_id, row.user_id, context, row.registration_id, row.event_id,
+                   {"live": True, "photo": photo, "protect": True,
+                    "buttons": ticket_buttons(reg, row.status, row.confirmation_url)})
+
+
+def _memo_key(context: dict[str, Any]) -> str:
+    return repr(sorted(context.items()))
+
+
 TITLE_SECONDS = 60.0
 TITLES_KEPT = 10_000
+NO_CHAT = "no Telegram chat linked"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    locale: str = "ru"
+    prefs: domain.Preferences = field(default_factory=domain.Preferences)
+    has_chat: bool = False
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One message to queue: who, from which source message, with what context."""
+
+    source_id: uuid.UUID
+    user: uuid.UUID
+    context: dict[str, Any]
+    registration_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+    extra: dict[str, Any] | None = None
 
 
 class Recipients:
-    """Locale and preferences of users, read in one query for a batch of them."""
+    """Chat, locale and preferences of users, read in one query each for a batch of them."""
 
     @staticmethod
-    async def load(uow: UnitOfWork, user_ids: list[uuid.UUID]
-                   ) -> dict[uuid.UUID, tuple[str, domain.Preferences]]:
-        return await Recipients.load_session(uow.session, user_ids)
+    async def load(uow: UnitOfWork, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, Recipient]:
+        return await Recipients.load_many(uow.session, user_ids)
 
     @staticmethod
     async def load_one(session: AsyncSession, user_id: uuid.UUID) -> domain.Preferences:
-        found = await Recipients.load_session(session, [user_id])
-        return found.get(user_id, ("ru", domain.Preferences()))[1]
+        found = await Recipients.load_many(session, [user_id])
+        return found.get(user_id, Recipient()).prefs
 
     @staticmethod
     async def load_session(session: AsyncSession, user_ids: list[uuid.UUID]
                            ) -> dict[uuid.UUID, tuple[str, domain.Preferences]]:
+        return {user: (r.locale, r.prefs)
+                for user, r in (await Recipients.load_many(session, user_ids)).items()}
+
+    @staticmethod
+    async def load_many(session: AsyncSession, user_ids: list[uuid.UUID]
+                        ) -> dict[uuid.UUID, Recipient]:
         languages = {r.user_id: r.language_code for r in (await session.execute(
             select(chats.c.user_id, chats.c.language_code)
             .where(chats.c.user_id.in_(user_ids)))).all()}
@@ -77,24 +131,29 @@ class Recipients:
             quiet_end=r.quiet_end, time_zone=r.time_zone or "UTC")
             for r in (await session.execute(
                 select(preferences).where(preferences.c.user_id.in_(user_ids)))).all()}
-        found: dict[uuid.UUID, tuple[str, domain.Preferences]] = {}
-        for user in set(languages) | set(saved):
-            found[user] = (domain.locale_of(languages.get(user)),
-                           saved.get(user, domain.Preferences()))
-        return found
+        return {user: Recipient(domain.locale_of(languages.get(user)),
+                                saved.get(user, domain.Preferences()), user in languages)
+                for user in set(languages) | set(saved)}
 
 
 class NotificationHandlers:
-    def __init__(self, event_lookup: EventLookup | None = None) -> None:
+    def __init__(self, event_lookup: EventLookup | None = None,
+                 chat_lookup: ChatLookup | None = None, *, render_without_chat: bool = False
+                 ) -> None:
         self.event_lookup = event_lookup
+        self.chat_lookup = chat_lookup
+        # Without a bot token every message is rendered into the log (``logged``), so a local
+        # run shows what would be sent; with one, a user without a chat costs no rendering.
+        self.render_without_chat = render_without_chat
         # Event titles asked of the Event service, kept TITLE_SECONDS: a sale's thousands of
         # registrations of one event cost one call, not one each.
         self.titles: dict[str, tuple[float, str]] = {}
 
     def handlers(self) -> dict[str, Handler]:
         return {"user.registered": self.user_registered,
-                "registration.created": self.registration_created,
-                "payment.created": self.payment_created,
+                "user.updated": self.user_updated,
+                "registration.created": BatchHandler(self.registrations_created),
+                "payment.created": BatchHandler(self.payments_created),
                 "payment.completed": self.payment_completed,
                 "payment.refunded": self.payment_refunded,
                 "event.cancelled": self.event_cancelled,
@@ -115,31 +174,50 @@ class NotificationHandlers:
                     extra: dict[str, Any] | None = None,
                     registration_id: uuid.UUID | None = None,
                     event_id: uuid.UUID | None = None) -> int:
-        """Render ``key`` for each (recipient, context) and insert the rows in batches; rows
-        already there (the same source message, recipient and template) are left alone."""
+        """Queue ``key`` for each (recipient, context) of one source message."""
+        return await self.queue_many(uow, key, message_type, [
+            Pending(envelope.id, user, context, registration_id, event_id, extra)
+            for user, context in recipients])
+
+    async def queue_many(self, uow: UnitOfWork, key: str, message_type: str,
+                         pending: list[Pending]) -> int:
+        """Render and insert the rows in multi-row inserts of FANOUT_BATCH; rows already there
+        (the same source message, recipient and template) are left alone. A recipient without
+        a Telegram chat, or who does not want this type, gets a ``suppressed`` row in the same
+        insert and nothing is rendered for them."""
+        if not pending:
+            return 0
         bodies = await self._bodies(uow, key)
         now = datetime.now(UTC)
         queued = 0
-        rendered: dict[tuple[str, int], str] = {}  # a fan-out shares one context
-        for start in range(0, len(recipients), FANOUT_BATCH):
-            batch = recipients[start:start + FANOUT_BATCH]
-            known = await Recipients.load(uow, [user for user, _ in batch])
+        rendered: dict[tuple[str, str], str] = {}  # a fan-out shares one context
+        urgent = message_type in domain.NEVER_SUPPRESSED
+        for start in range(0, len(pending), FANOUT_BATCH):
+            batch = pending[start:start + FANOUT_BATCH]
+            known = await Recipients.load(uow, list({p.user for p in batch}))
             values = []
-            for user, context in batch:
-                locale, prefs = known.get(user, ("ru", domain.Preferences()))
-                verdict, until = domain.decide(prefs, message_type, now)
-                memo = (locale, id(context))
+            for item in batch:
+                found = known.get(item.user, Recipient())
+                verdict, until = domain.decide(found.prefs, message_type, now)
+                row: dict[str, Any] = {
+                    "recipient_id": item.user, "template_key": key, "locale": found.locale,
+                    "source_message_id": item.source_id,
+                    "registration_id": item.registration_id, "event_id": item.event_id,
+                    "urgent": urgent, "status": "queued", "not_before": until or now,
+                    "last_error": None}
+                if not found.has_chat and not self.render_without_chat:
+                    verdict, row["last_error"] = "suppress", NO_CHAT
+                if verdict == "suppress":
+                    row.update(status="suppressed", payload={"type": message_type})
+                    values.append(row)
+                    continue
+                memo = (found.locale, _memo_key(item.context))
                 if memo not in rendered:
-                    rendered[memo] = templates.render(bodies.get(locale, bodies["ru"]), context)
-                text = rendered[memo]
-                values.append({
-                    "recipient_id": user, "template_key": key, "locale": locale,
-                    "source_message_id": envelope.id, "registration_id": registration_id,
-                    "event_id": event_id, "urgent": message_type in domain.NEVER_SUPPRESSED,
-                    "payload": {"type": message_type, "text": text, **(extra or {})},
-                    "status": "suppressed" if verdict == "suppress" else "queued",
-                    "not_before": until or now,
-                })
+                    rendered[memo] = templates.render(bodies.get(found.locale, bodies["ru"]),
+                                                      item.context)
+                row["payload"] = {"type": message_type, "text": rendered[memo],
+                                  **(item.extra or {})}
+                values.append(row)
             result = await uow.session.execute(
                 insert(notifications).values(values).on_conflict_do_nothing(
                     index_elements=["source_message_id", "recipient_id", "template_key"]))
@@ -177,16 +255,7 @@ class NotificationHandlers:
         if row is None:
             log.info("no live ticket for registration %s", registration_id)
             return
-        reg = str(registration_id)
-        context = {"title": row.title or "Afisha", "quantity": row.quantity,
-                   "status": row.status, "amount": row.amount, "currency": row.currency,
-                   "expires_at": row.expires_at}
-        photo = "qr" if row.status in ("confirmed", "checked_in") else "card"
-        await self.queue(uow, envelope, "ticket", "ticket", [(row.user_id, context)],
-                         extra={"live": True, "photo": photo, "protect": True,
-                                "buttons": ticket_buttons(reg, row.status,
-                                                          row.confirmation_url)},
-                         registration_id=registration_id, event_id=row.event_id)
+        await self.queue_many(uow, "ticket", "ticket", [live_ticket(row, envelope.id)])
 
     # --- reactions ---
     async def user_registered(self, uow: UnitOfWork, envelope: Envelope) -> None:
@@ -199,31 +268,59 @@ class NotificationHandlers:
         await self.queue(uow, envelope, "welcome", "welcome",
                          [(user, {"name": data.get("display_name") or ""})])
 
-    async def registration_created(self, uow: UnitOfWork, envelope: Envelope) -> None:
-        """Free: the ticket with its QR; paid: what is reserved, the deadline and Pay. A
-        waiting-list offer is the same live ticket with an offer notice."""
+    async def user_updated(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """A Telegram account attached on the site (Login Widget): its chat, from the User
+        service, so the user's next messages reach it."""
         data = envelope.data
-        reg, event = canonical(data["registration_id"]), canonical(data["event_id"])
-        title = await self._title(str(event))
-        await uow.session.execute(insert(tickets).values(
-            registration_id=reg, event_id=event, user_id=canonical(data["user_id"]),
-            status=data["status"], title=title, quantity=data["quantity"],
-            amount=data["amount"], currency=data["currency"],
-            confirmation_url=data.get("confirmation_url"), expires_at=data.get("expires_at"),
-        ).on_conflict_do_nothing())
-        await self._queue_ticket(uow, envelope, reg)
-        if data.get("waitlist_offer"):
-            await self.queue(uow, envelope, "waitlist_offer", "waitlist_offer",
-                             [(canonical(data["user_id"]),
-                               {"title": title, "expires_at": data.get("expires_at") or ""})],
-                             registration_id=reg, event_id=event)
+        if "telegram" not in data.get("changed", ()) or self.chat_lookup is None:
+            return
+        user = canonical(data["user_id"])
+        chat = await self.chat_lookup(user)
+        if chat is None:
+            return
+        await uow.session.execute(delete(chats).where(chats.c.chat_id == chat,
+                                                      chats.c.user_id != user))
+        await uow.session.execute(insert(chats).values(user_id=user, chat_id=chat)
+                                  .on_conflict_do_update(index_elements=["user_id"], set_={
+                                      "chat_id": chat, "updated_at": func.now()}))
 
-    async def payment_created(self, uow: UnitOfWork, envelope: Envelope) -> None:
-        """The live ticket gets its Pay button (the payment's confirmation_url)."""
-        data = envelope.data
-        if data.get("confirmation_url"):
-            await self._queue_ticket(uow, envelope, canonical(data["registration_id"]),
-                                     confirmation_url=data["confirmation_url"])
+    async def registrations_created(self, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+        """Free: the ticket with its QR; paid: what is reserved, the deadline and Pay. A
+        waiting-list offer is the same live ticket with an offer notice. A delivered batch is
+        one multi-row insert of live tickets and one of notifications."""
+        values = []
+        for envelope in envelopes:
+            data = envelope.data
+            values.append({
+                "registration_id": canonical(data["registration_id"]),
+                "event_id": canonical(data["event_id"]), "user_id": canonical(data["user_id"]),
+                "status": data["status"], "title": await self._title(str(data["event_id"])),
+                "quantity": data["quantity"], "amount": data["amount"],
+                "currency": data["currency"], "confirmation_url": data.get("confirmation_url"),
+                "expires_at": data.get("expires_at")})
+        await uow.session.execute(insert(tickets).values(values).on_conflict_do_nothing())
+        found = {r.registration_id: r for r in (await uow.session.execute(
+            select(tickets).where(tickets.c.registration_id.in_(
+                [v["registration_id"] for v in values])))).all()}
+        await self.queue_many(uow, "ticket", "ticket", [
+            live_ticket(found[v["registration_id"]], e.id)
+            for v, e in zip(values, envelopes, strict=True) if v["registration_id"] in found])
+        await self.queue_many(uow, "waitlist_offer", "waitlist_offer", [
+            Pending(e.id, v["user_id"], {"title": v["title"], "expires_at": v["expires_at"] or ""},
+                    v["registration_id"], v["event_id"])
+            for v, e in zip(values, envelopes, strict=True) if e.data.get("waitlist_offer")])
+
+    async def payments_created(self, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+        """The live tickets get their Pay buttons (the payments' confirmation_url): one
+        multi-row update and one insert for a delivered batch."""
+        urls = {canonical(e.data["registration_id"]): (e.data["confirmation_url"], e.id)
+                for e in envelopes if e.data.get("confirmation_url")}
+        if not urls:
+            return
+        moved = (await uow.session.execute(SET_URLS, {
+            "regs": list(urls), "urls": [u for u, _ in urls.values()]})).all()
+        await self.queue_many(uow, "ticket", "ticket",
+                              [live_ticket(row, urls[row.registration_id][1]) for row in moved])
 
     async def payment_completed(self, uow: UnitOfWork, envelope: Envelope) -> None:
         data = envelope.data
@@ -260,21 +357,31 @@ class NotificationHandlers:
         await self._queue_ticket(uow, envelope, reg, status="expired")
 
     async def event_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
-        """A notice to every registrant of the event, inserted in batches of FANOUT_BATCH in
-        this one transaction; their live tickets are marked cancelled."""
+        """A notice to every registrant of the event, and every live ticket Telegram shows is
+        edited to "cancelled" with its buttons removed, both inserted in batches of
+        FANOUT_BATCH in this one transaction (the sender paces them within the limits). A
+        ticket message still queued (never sent) is superseded: the notice says it all."""
         data = envelope.data
         event = canonical(data["event_id"])
-        users = list((await uow.session.scalars(
-            select(tickets.c.user_id).where(
-                tickets.c.event_id == event,
-                tickets.c.status.in_(("pending_payment", "confirmed", "checked_in")))
-            .distinct())).all())
+        moved = (await uow.session.execute(
+            update(tickets).where(tickets.c.event_id == event,
+                                  tickets.c.status.in_(HOLDING))
+            .values(status="cancelled", updated_at=datetime.now(UTC))
+            .returning(*tickets.c))).all()
+        users = list(dict.fromkeys(r.user_id for r in moved))
         context = {"title": data["title"], "starts_at": data["starts_at"]}
         queued = await self.queue(uow, envelope, "cancellation", "cancellation",
                                   [(u, context) for u in users], event_id=event)
         await uow.session.execute(
-            update(tickets).where(tickets.c.event_id == event).values(status="cancelled"))
-        log.info("event %s cancelled: %d notices queued", event, queued)
+            update(notifications).where(notifications.c.event_id == event,
+                                        notifications.c.template_key == "ticket",
+                                        notifications.c.status == "queued")
+            .values(status="suppressed", last_error=SUPERSEDED))
+        edits = await self.queue_many(uow, "ticket", "ticket", [
+            live_ticket(r, uuid.uuid5(envelope.id, str(r.registration_id)), "event_cancelled")
+            for r in moved if r.message_id is not None])
+        log.info("event %s cancelled: %d notices and %d ticket edits queued", event, queued,
+                 edits)
 
     async def event_reminder(self, uow: UnitOfWork, envelope: Envelope) -> None:
         data = envelope.data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from redis import asyncio as aioredis
@@ -21,8 +22,9 @@ from serve.notifications.domain import LimiterState, Limits, Reason
 log = get_logger("notification.limiter")
 
 # KEYS: prefix. ARGV: chat id, group (0/1), per second, chat interval ms, group per minute,
-# guard ms. Returns {wait ms, reason}: reason '' reserved a slot (send after wait ms); 'pause',
-# 'chat', 'group' reserved nothing (ask again after wait ms).
+# guard ms. Returns {at, reason}, ``at`` in epoch ms on Redis's clock: reason '' reserved the
+# slot at ``at`` (counted in the wall-clock second ``at`` falls in: send then, not before);
+# 'pause', 'chat', 'group' reserved nothing (ask again at ``at``).
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -32,11 +34,11 @@ local per_second, guard = tonumber(ARGV[3]), tonumber(ARGV[6])
 local interval, per_minute = tonumber(ARGV[4]) + guard, tonumber(ARGV[5])
 local pace = (1000 - guard) / per_second
 local paused = tonumber(redis.call('GET', p .. ':pause') or '0')
-if paused > now then return {math.ceil(paused - now), 'pause'} end
+if paused > now then return {math.ceil(paused), 'pause'} end
 local ck = p .. ':chat:' .. chat
 local last = redis.call('GET', ck)
 if last and now - tonumber(last) < interval then
-  return {math.ceil(interval - (now - tonumber(last))), 'chat'}
+  return {math.ceil(tonumber(last) + interval), 'chat'}
 end
 local gk = p .. ':group:' .. chat
 local window = 60000 + guard
@@ -44,7 +46,7 @@ if group then
   redis.call('ZREMRANGEBYSCORE', gk, '-inf', now - window)
   if redis.call('ZCARD', gk) >= per_minute then
     local oldest = redis.call('ZRANGE', gk, 0, 0, 'WITHSCORES')
-    return {math.ceil(tonumber(oldest[2]) + window - now), 'group'}
+    return {math.ceil(tonumber(oldest[2]) + window), 'group'}
   end
 end
 local slot = math.max(now, tonumber(redis.call('GET', p .. ':next') or '0'))
@@ -67,7 +69,7 @@ if group then
   redis.call('ZADD', gk, slot, string.format('%.3f', slot))
   redis.call('PEXPIRE', gk, ahead + window + 1000)
 end
-return {ahead, ''}
+return {math.ceil(slot), ''}
 """
 
 PAUSE = """
@@ -89,7 +91,10 @@ return 0
 
 
 class Limiter(Protocol):
-    async def acquire(self, chat_id: int) -> tuple[int, Reason]: ...
+    async def acquire(self, chat_id: int) -> tuple[int, Reason]:
+        """``(at, "")``: a slot at epoch ms ``at`` is reserved; ``(at, reason)``: none, ask
+        again at ``at``."""
+        ...
 
     async def pause(self, retry_after_seconds: float) -> None: ...
 
@@ -107,7 +112,9 @@ class LocalLimiter:
         self.state = LimiterState(limits)
 
     async def acquire(self, chat_id: int) -> tuple[int, Reason]:
-        return self.state.acquire(now_ms(), chat_id)
+        now = now_ms()
+        wait, reason = self.state.acquire(now, chat_id)
+        return now + wait, reason
 
     async def pause(self, retry_after_seconds: float) -> None:
         self.state.pause(now_ms(), retry_after_seconds)
@@ -133,14 +140,14 @@ class RedisLimiter:
     async def acquire(self, chat_id: int) -> tuple[int, Reason]:
         lim = self.limits
         try:
-            wait, reason = await self._acquire(keys=[self.prefix], args=[
+            at, reason = await self._acquire(keys=[self.prefix], args=[
                 chat_id, 1 if chat_id < 0 else 0, lim.per_second, lim.chat_interval_ms,
                 lim.group_per_minute, lim.guard_ms])
         except (RedisError, OSError) as exc:
             log.warning("Redis limiter unavailable (%s): limiting in this process", exc)
             return await self.fallback.acquire(chat_id)
         text = reason.decode() if isinstance(reason, bytes) else str(reason)
-        return int(wait), text  # type: ignore[return-value]
+        return int(at), text  # type: ignore[return-value]
 
     async def pause(self, retry_after_seconds: float) -> None:
         await self.fallback.pause(retry_after_seconds)
@@ -160,18 +167,28 @@ class RedisLimiter:
         await self.redis.aclose()
 
 
-async def wait_for_slot(limiter: Limiter, chat_id: int, late_ms: int = 50) -> None:
-    """Block until a message to ``chat_id`` may go now (its slot is then taken). A slot
-    reserved ahead is given up when a 429 paused the bot in the meantime, or when this
-    coroutine woke more than ``late_ms`` after it (a busy loop): sending then could land in
-    the next second's count, so a new slot is taken instead."""
+async def wait_for_slot(limiter: Limiter, chat_id: int, late_ms: int = 40,
+                        meanwhile: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Block until a message to ``chat_id`` may go now (its slot is then taken).
+
+    The wait ends at the slot's own moment, never before it, so a send counts in the
+    wall-clock second its slot was counted in. A slot is given up (and a new one taken) when
+    a 429 paused the bot in the meantime, or when this coroutine woke more than ``late_ms``
+    after it (a busy loop): sending then could land in the next second's count. ``meanwhile``
+    runs once, after the first slot is reserved and before waiting for it (the sender marks
+    the row ``sending`` there, so the mark costs no extra delay)."""
     while True:
-        asked = now_ms()
-        wait, reason = await limiter.acquire(chat_id)
-        if wait > 0:
-            await asyncio.sleep(wait / 1000)
+        at, reason = await limiter.acquire(chat_id)
+        if not reason and meanwhile is not None:
+            await meanwhile()
+            meanwhile = None
+        ahead = at - now_ms()
+        if ahead > 0:
+            await asyncio.sleep((ahead + 1) / 1000)
         if reason:
             continue
-        if wait > 0 and (now_ms() - (asked + wait) > late_ms or await limiter.paused()):
+        if ahead > 0 and await limiter.paused():
+            continue
+        if now_ms() - at > late_ms:
             continue
         return

@@ -1,40 +1,48 @@
 """The sender: drains queued notifications to Telegram within its limits.
 
 One sender is active per cluster, as with the outbox relay: a drain holds a per-schema advisory
-transaction lock, so replicas that do not get it wait for the next round. A drain takes the
-oldest due rows (``FOR UPDATE SKIP LOCKED``), sends each recipient's messages in order and
-different recipients concurrently, every send behind the cluster-wide limiter, and records
-each outcome in the same transaction. Without a bot token messages are written to the log
-and marked ``logged``.
+lock on its own connection, so replicas that do not get it wait for the next round. A drain
+keeps up to ``AFISHA_NOTIFICATION_BATCH_SIZE`` rows in flight (taking more whenever half of
+them are settled, so the limiter's budget is never left unused between batches), sends each
+recipient's messages in order and different recipients concurrently, every send behind the
+cluster-wide limiter. Just before each Bot API call the row is marked ``sending`` with its
+attempt in a committed transaction (marks of concurrent sends are written together, while the
+send waits for its slot); its outcome is committed right after the call (outcomes written
+together too). Without a bot token messages are written to the log and marked ``logged``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import struct
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings, schema_of
 from serve.common.logs import get_logger
 from serve.common.retry import backoff
+from serve.notifications import deliveries
+from serve.notifications.deliveries import Outcome
+from serve.notifications.grouped import GroupWriter
 from serve.notifications.limiter import Limiter, wait_for_slot
 from serve.notifications.telegram import BotGateway, Failure
-from storage.notification import chats, notifications, tickets
 
 log = get_logger("notification.sender")
 
 MAX_ATTEMPTS = 5
 CONCURRENT_CHATS = 64  # recipients whose messages are in flight at once
+# A row still ``sending`` this long after its mark was left by a sender that stopped.
+SENDING_TIMEOUT = 60.0
+NO_CHAT = "no Telegram chat linked"
 # The user's Telegram chat when the notification service has none yet (the User service).
 ChatResolver = Callable[[uuid.UUID], Awaitable[int | None]]
 
@@ -68,19 +76,6 @@ def ticket_photo(settings: Settings, kind: str, registration_id: str, event_id: 
 
 
 @dataclass
-class Outcome:
-    status: str | None  # None: stays queued (retried later)
-    message_id: int | None = None
-    error: str | None = None
-    chat_id: int | None = None
-    not_before: datetime | None = None
-    attempts: int = 1
-    unreachable: str | None = None
-    migrated_to: int | None = None
-    ticket_photo: str | None = None
-
-
-@dataclass
 class SenderStats:
     sent: int = 0
     logged: int = 0
@@ -91,20 +86,30 @@ class SenderStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
+class Taken(Exception):
+    """The row was no longer queued when it was to be marked ``sending``: another sender has
+    it, so this one must not send it."""
+
+
 class Sender:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                  bot: BotGateway | None, limiter: Limiter,
-                 resolve_chat: ChatResolver | None = None) -> None:
+                 resolve_chat: ChatResolver | None = None,
+                 sending_timeout_seconds: float = SENDING_TIMEOUT) -> None:
         self.sessions = sessions
         self.settings = settings
         self.bot = bot
         self.limiter = limiter
         self.resolve_chat = resolve_chat
-        self.batch_size = min(settings.notification_batch_size, 1000)
+        self.sending_timeout = sending_timeout_seconds
+        self.window = min(settings.notification_batch_size, 1000)
         self.poll_seconds = settings.notification_poll_seconds
         self.lock_key = zlib.crc32(f"afisha-sender:{schema_of('notification')}".encode())
         self.stats = SenderStats()
         self._concurrency = asyncio.Semaphore(CONCURRENT_CHATS)
+        self._marks: GroupWriter[tuple[int, int, bool], bool] = GroupWriter(self._write_marks)
+        self._outcomes: GroupWriter[tuple[Any, Outcome], None] = GroupWriter(
+            self._write_outcomes)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -121,7 +126,7 @@ class Sender:
         while True:
             self._wake.clear()
             try:
-                done = await self.drain_once()
+                await self.drain_once()
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -129,9 +134,8 @@ class Sender:
                 log.warning("sender drain failed (%d): %s", failures, self.stats.last_error)
                 await asyncio.sleep(backoff(failures, 0.2))
                 continue
-            if done < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -140,44 +144,66 @@ class Sender:
                 await self._task
 
     async def drain_once(self) -> int:
-        """Deliver one batch of due rows; how many were settled (0 without the lock)."""
-        async with self.sessions() as session, session.begin():
-            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+        """Deliver the due rows until none is left, keeping up to ``window`` rows in flight;
+        how many were settled (0 when another sender holds the lock). Rows a stopped sender
+        left ``sending`` are recovered first."""
+        engine = self.sessions.kw["bind"]
+        async with engine.connect() as conn:
+            lock = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if not await lock.scalar(select(func.pg_try_advisory_lock(self.lock_key))):
                 return 0
-            rows = (await session.execute(
-                select(notifications.c.id, notifications.c.recipient_id,
-                       notifications.c.template_key, notifications.c.payload,
-                       notifications.c.attempts, notifications.c.registration_id,
-                       notifications.c.event_id, chats.c.chat_id, chats.c.unreachable,
-                       tickets.c.message_id.label("ticket_message_id"),
-                       tickets.c.photo.label("ticket_photo"))
-                .select_from(notifications
-                             .outerjoin(chats, chats.c.user_id == notifications.c.recipient_id)
-                             .outerjoin(tickets, tickets.c.registration_id
-                                        == notifications.c.registration_id))
-                .where(notifications.c.status == "queued",
-                       notifications.c.not_before <= func.now())
-                .order_by(notifications.c.id).limit(self.batch_size)
-                .with_for_update(of=notifications, skip_locked=True))).all()
-            if not rows:
-                return 0
-            by_recipient: dict[uuid.UUID, list[Any]] = {}
-            for row in rows:
-                by_recipient.setdefault(row.recipient_id, []).append(row)
-            results = await asyncio.gather(*(self._send_all(group)
-                                             for group in by_recipient.values()))
-            for group, outcomes in zip(by_recipient.values(), results, strict=True):
-                for row, outcome in zip(group, outcomes, strict=True):
-                    await self._record(session, row, outcome)
+            try:
+                async with self.sessions() as session, session.begin():
+                    edits, sends = await deliveries.recover(session, self.sending_timeout)
+                if edits or sends:
+                    log.warning("recovered rows a stopped sender left sending: %d edits queued "
+                                "again, %d sends failed (outcome unknown)", edits, sends)
+                return await self._pipeline()
+            finally:
+                await lock.scalar(select(func.pg_advisory_unlock(self.lock_key)))
+
+    async def _pipeline(self) -> int:
+        """Take due rows whenever half the window is free, so sends never wait for a batch
+        to finish; each recipient's rows go in order, one task per recipient."""
+        settled = 0
+        busy: dict[uuid.UUID, asyncio.Task[int]] = {}
+        out = 0
+        exhausted = False
+        try:
+            while True:
+                if out <= self.window // 2 and not exhausted:
+                    async with self.sessions() as session:
+                        rows = await deliveries.due(session, self.window - out, busy)
+                    groups: dict[uuid.UUID, list[Any]] = {}
+                    for row in rows:
+                        groups.setdefault(row.recipient_id, []).append(row)
+                    for recipient, group in groups.items():
+                        busy[recipient] = asyncio.create_task(self._send_all(group))
+                        out += len(group)
+                    exhausted = not rows
+                if not busy:
+                    return settled
+                finished, _ = await asyncio.wait(busy.values(),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                for recipient in [r for r, t in busy.items() if t in finished]:
+                    count = busy.pop(recipient).result()
+                    out -= count
+                    settled += count
+                    exhausted = False
+        finally:
+            for task in busy.values():
+                task.cancel()
+
+    async def _send_all(self, rows: list[Any]) -> int:
+        """One recipient's messages, in order (a live ticket's edits must not overtake); the
+        outcomes are committed before the recipient's next rows can be taken."""
+        async with self._concurrency:
+            writes = [asyncio.ensure_future(self._outcomes.submit((row, outcome)))
+                      async for row, outcome in self._send_group(rows)]
+        await asyncio.gather(*writes)
         return len(rows)
 
-    async def _send_all(self, rows: list[Any]) -> list[Outcome]:
-        """One recipient's messages, in order (a live ticket's edits must not overtake)."""
-        async with self._concurrency:
-            return await self._send_group(rows)
-
-    async def _send_group(self, rows: list[Any]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+    async def _send_group(self, rows: list[Any]) -> AsyncIterator[tuple[Any, Outcome]]:
         chat_id: int | None = rows[0].chat_id
         unreachable = bool(rows[0].unreachable)
         message_ids: dict[Any, int | None] = {}
@@ -190,10 +216,14 @@ class Sender:
                 message_ids[row.registration_id] = row.ticket_message_id
                 photos[row.registration_id] = row.ticket_photo
             if unreachable:
-                outcomes.append(Outcome("blocked", error="the chat is unreachable"))
+                yield row, Outcome("blocked", error="the chat is unreachable",
+                                   attempts=row.attempts)
                 continue
-            outcome = await self._send_one(row, chat_id, message_ids.get(row.registration_id),
-                                           photos.get(row.registration_id))
+            try:
+                outcome = await self._send_one(row, chat_id, message_ids.get(row.registration_id),
+                                               photos.get(row.registration_id))
+            except Taken:
+                continue
             if outcome.unreachable:
                 unreachable = True
             if outcome.migrated_to:
@@ -201,8 +231,11 @@ class Sender:
             if outcome.ticket_photo is not None and outcome.message_id is not None:
                 message_ids[row.registration_id] = outcome.message_id
                 photos[row.registration_id] = outcome.ticket_photo
-            outcomes.append(outcome)
-        return outcomes
+            yield row, outcome
+
+    async def _mark(self, row: Any, attempt: int, first: bool) -> None:
+        if not await self._marks.submit((row.id, attempt, first)):
+            raise Taken(row.id)
 
     async def _send_one(self, row: Any, chat_id: int | None, ticket_message_id: int | None,
                         shown_photo: str | None) -> Outcome:
@@ -211,14 +244,17 @@ class Sender:
         if self.bot is None:
             log.info("telegram (not configured) -> user %s [%s]: %s", row.recipient_id,
                      row.template_key, text)
-            return Outcome("logged", chat_id=chat_id)
+            return Outcome("logged", chat_id=chat_id, attempts=row.attempts)
         if chat_id is None:
-            return Outcome("suppressed", error="no Telegram chat linked")
+            return Outcome("suppressed", error=NO_CHAT, attempts=row.attempts)
         attempts = row.attempts
+        first = True
         chat = chat_id
         while True:
             attempts += 1
-            await wait_for_slot(self.limiter, chat)
+            await wait_for_slot(self.limiter, chat, meanwhile=functools.partial(
+                self._mark, row, attempts, first))
+            first = False
             try:
                 return await self._deliver(row, chat, payload, ticket_message_id, shown_photo,
                                            attempts)
@@ -266,48 +302,36 @@ class Sender:
             return Outcome("sent", message_id=message_id, chat_id=chat, attempts=attempts,
                            migrated_to=migrated)
         kind = str(payload.get("photo") or "card")
+        if ticket_message_id is not None and shown_photo == kind:
+            await self.bot.edit_caption(chat, ticket_message_id, text, buttons)
+            return Outcome("sent", message_id=ticket_message_id, chat_id=chat,
+                           attempts=attempts, migrated_to=migrated, ticket_photo=kind)
         photo = ticket_photo(self.settings, kind, str(row.registration_id), str(row.event_id))
         if ticket_message_id is None:
             message_id = await self.bot.send_photo(chat, photo, text, buttons,
                                                    bool(payload.get("protect", True)))
-        elif shown_photo != kind:
-            await self.bot.edit_photo(chat, ticket_message_id, photo, text, buttons)
-            message_id = ticket_message_id
         else:
-            await self.bot.edit_caption(chat, ticket_message_id, text, buttons)
+            await self.bot.edit_photo(chat, ticket_message_id, photo, text, buttons)
             message_id = ticket_message_id
         return Outcome("sent", message_id=message_id, chat_id=chat, attempts=attempts,
                        migrated_to=migrated, ticket_photo=kind)
 
-    async def _record(self, session: AsyncSession, row: Any, outcome: Outcome) -> None:
-        values: dict[str, Any] = {"attempts": outcome.attempts, "last_error": outcome.error,
-                                  "chat_id": outcome.chat_id}
-        if outcome.status is None:
-            values["not_before"] = outcome.not_before or datetime.now(UTC)
-        else:
-            values.update(status=outcome.status, telegram_message_id=outcome.message_id,
-                          sent_at=func.now())
+    # --- writes (group-committed) ---
+    async def _write_marks(self, items: list[tuple[int, int, bool]]) -> list[bool]:
+        async with self.sessions() as session, session.begin():
+            return await deliveries.mark_sending(session, items)
+
+    async def _write_outcomes(self, done: list[tuple[Any, Outcome]]) -> list[None]:
+        async with self.sessions() as session, session.begin():
+            await deliveries.record(session, done)
+        for _, outcome in done:
+            self._count(outcome)
+        return [None] * len(done)
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.status is not None:
             self.stats.by_status[outcome.status] = self.stats.by_status.get(outcome.status,
                                                                             0) + 1
-        await session.execute(update(notifications).where(notifications.c.id == row.id)
-                              .values(**values))
-        if row.chat_id is None and outcome.chat_id is not None:  # found at the User service
-            await session.execute(pg_insert(chats).values(
-                user_id=row.recipient_id, chat_id=outcome.chat_id).on_conflict_do_nothing())
-        if outcome.unreachable:
-            await session.execute(update(chats).where(chats.c.user_id == row.recipient_id)
-                                  .values(unreachable=True, unreachable_reason=outcome.unreachable,
-                                          updated_at=func.now()))
-        if outcome.migrated_to:
-            await session.execute(update(chats).where(chats.c.user_id == row.recipient_id)
-                                  .values(chat_id=outcome.migrated_to,
-                                          migrated_from_chat_id=chats.c.chat_id,
-                                          updated_at=func.now()))
-        if outcome.ticket_photo is not None and row.registration_id is not None:
-            await session.execute(update(tickets)
-                                  .where(tickets.c.registration_id == row.registration_id)
-                                  .values(message_id=outcome.message_id, chat_id=outcome.chat_id,
-                                          photo=outcome.ticket_photo, updated_at=func.now()))
         if outcome.status == "sent":
             self.stats.sent += 1
         elif outcome.status == "logged":

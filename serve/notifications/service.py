@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from serve.common import paging
-from serve.common.errors import NotFound, Unprocessable
+from serve.common.errors import Forbidden, NotFound, Unauthorized, Unprocessable
 from serve.common.logs import get_logger
 from serve.notifications import domain, templates
 from serve.notifications.handlers import Recipients
@@ -30,6 +30,12 @@ Reply = Callable[[int, str], Awaitable[None]]
 Answer = Callable[[str, str], Awaitable[None]]
 # (telegram id, token) -> accepts an organization or group invite
 AcceptInvite = Callable[[int, str], Awaitable[Any]]
+# (user id, event id or None) -> (title, signed dashboard URL) of the user's events
+Stats = Callable[[str, str | None], Awaitable[list[tuple[str, str]]]]
+# (user id, chat id, reachable) -> tells the User service; False: no such account
+TellUser = Callable[[str, int, bool], Awaitable[bool]]
+STATS_REFUSED = ("Statistics are for organizers: /stats shows the dashboards of the events "
+                 "of organizations you own or moderate.")
 
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
@@ -205,10 +211,34 @@ async def link_chat(sessions: async_sessionmaker[AsyncSession], user: str, chat_
         await session.execute(delete(chats).where(chats.c.chat_id == chat_id,
                                                   chats.c.user_id != user_id))
         await session.execute(insert(chats).values(
-            user_id=user_id, chat_id=chat_id, language_code=language_code)
+            user_id=user_id, chat_id=chat_id, language_code=language_code, user_synced=False)
             .on_conflict_do_update(index_elements=["user_id"], set_={
                 "chat_id": chat_id, "language_code": language_code, "unreachable": False,
-                "unreachable_reason": None, "updated_at": func.now()}))
+                "unreachable_reason": None, "user_synced": False, "updated_at": func.now()}))
+
+
+async def sync_chats(sessions: async_sessionmaker[AsyncSession], tell: TellUser,
+                     limit: int = 100) -> int:
+    """Tell the User service about chats it has not heard of yet (linked, unreachable or
+    reachable again); a chat changed again meanwhile stays to be told. How many were told."""
+    async with sessions() as session:
+        pending = (await session.execute(
+            select(chats.c.user_id, chats.c.chat_id, chats.c.unreachable, chats.c.updated_at)
+            .where(chats.c.user_synced.is_(False)).order_by(chats.c.updated_at)
+            .limit(limit))).all()
+    told = 0
+    for row in pending:
+        try:
+            await tell(str(row.user_id), int(row.chat_id), not row.unreachable)
+        except Exception as exc:
+            log.warning("the User service was not told of chat %s: %s", row.chat_id, exc)
+            break
+        async with sessions() as session, session.begin():
+            await session.execute(update(chats).where(
+                chats.c.user_id == row.user_id, chats.c.updated_at == row.updated_at)
+                .values(user_synced=True))
+        told += 1
+    return told
 
 
 def telegram_link(secret: str, bot_username: str, user: str, ttl_seconds: int = 900
@@ -225,8 +255,11 @@ class Updates:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, release: Release,
                  reply: Reply, answer: Answer, accept_invite: AcceptInvite | None = None,
-                 link_secret: str | None = None) -> None:
+                 link_secret: str | None = None, stats: Stats | None = None,
+                 chat_changed: Callable[[], None] | None = None) -> None:
         self.sessions = sessions
+        self.stats = stats
+        self.chat_changed = chat_changed or (lambda: None)
         self.link_secret = link_secret
         self.release = release
         self.reply = reply
@@ -253,10 +286,17 @@ class Updates:
         return "ignored-kind"
 
     async def _set_reachable(self, chat_id: int, reachable: bool, reason: str | None) -> int:
+        """Record a change of the chat's reachability (none: nothing written); the User
+        service is told of a change."""
         async with self.sessions() as session, session.begin():
-            result = await session.execute(update(chats).where(chats.c.chat_id == chat_id).values(
-                unreachable=not reachable, unreachable_reason=reason, updated_at=func.now()))
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            result = await session.execute(update(chats).where(
+                chats.c.chat_id == chat_id, chats.c.unreachable.is_(reachable)).values(
+                unreachable=not reachable, unreachable_reason=reason, user_synced=False,
+                updated_at=func.now()))
+        changed = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if changed:
+            self.chat_changed()
+        return changed
 
     async def _member(self, member: dict[str, Any]) -> str:
         chat_id = int(member["chat"]["id"])
@@ -320,6 +360,7 @@ class Updates:
             if linked is not None:
                 language = (message.get("from") or {}).get("language_code")
                 await link_chat(self.sessions, linked, chat_id, language)
+                self.chat_changed()
                 await self.reply(chat_id, "Your Afisha account is linked: tickets and "
                                           "reminders arrive here.")
                 return "linked"
@@ -343,6 +384,8 @@ class Updates:
             await self.reply(chat_id, "Notifications are off. Tickets and receipts still "
                                       "arrive. Send /start to turn them on.")
             return "stopped"
+        if text == "/stats" or text.startswith("/stats "):
+            return await self._stats(chat_id, user, text[len("/stats"):].strip() or None)
         if text == "/tickets":
             if user is None:
                 await self.reply(chat_id, "No Afisha account is linked to this chat.")
@@ -358,3 +401,28 @@ class Updates:
             await self.reply(chat_id, "\n".join(lines) or "No upcoming tickets.")
             return "tickets"
         return "message"
+
+    async def _stats(self, chat_id: int, user: uuid.UUID | None, event_id: str | None) -> str:
+        """An organizer's dashboard links; anyone else a polite refusal."""
+        if user is None:
+            await self.reply(chat_id, "No Afisha account is linked to this chat.")
+            return "stats-unlinked"
+        if self.stats is None:
+            await self.reply(chat_id, "Statistics are not available right now.")
+            return "stats-unavailable"
+        try:
+            links = await self.stats(str(user), event_id)
+        except (Forbidden, NotFound, Unauthorized):
+            links = []
+        except Exception as exc:
+            log.warning("/stats for %s failed: %s", user, exc)
+            await self.reply(chat_id, "Statistics are not available right now, try again.")
+            return "stats-failed"
+        if not links:
+            await self.reply(chat_id, STATS_REFUSED)
+            return "stats-refused"
+        lines = [templates.render('<a href="{{ u }}">{{ t }}</a>', {"u": url, "t": title})
+                 for title, url in links]
+        await self.reply(chat_id, "Dashboards (the links expire):\n" + "\n".join(lines))
+        return "stats"
+

@@ -47,6 +47,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
               "{% elif status == 'confirmed' %}Билет подтверждён. Покажите QR-код на входе."
               "{% elif status == 'checked_in' %}Вход отмечен. Хорошего вечера!"
               "{% elif status == 'expired' %}Бронь истекла."
+              "{% elif status == 'event_cancelled' %}Событие отменено."
               "{% else %}Регистрация отменена.{% endif %}",
         "en": "<b>{{ title }}</b>\n{{ quantity }} x ticket\n"
               "{% if status == 'pending_payment' %}Awaiting payment: {{ amount|money(currency) }}"
@@ -54,6 +55,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
               "{% elif status == 'confirmed' %}Confirmed. Show the QR code at the door."
               "{% elif status == 'checked_in' %}Checked in. Enjoy!"
               "{% elif status == 'expired' %}The reservation expired."
+              "{% elif status == 'event_cancelled' %}The event is cancelled."
               "{% else %}The registration is cancelled.{% endif %}",
     },
     "receipt": {

@@ -49,6 +49,11 @@ class UserClient(ClientBase):
     async def login(self, ctx: RequestContext, data: LoginIn) -> TokenPairOut:
         return cast(TokenPairOut, await self.transport.call("login", ctx, data))
 
+    async def telegram_chat_changed(self, ctx: RequestContext, user_id: str, chat_id: int,
+                                    reachable: bool, username: str | None = None) -> bool:
+        return cast(bool, await self.transport.call(
+            "telegram_chat_changed", ctx, user_id, chat_id, reachable, username))
+
     async def telegram_login(self, ctx: RequestContext, data: TelegramLoginIn) -> TokenPairOut:
         return cast(TokenPairOut, await self.transport.call("telegram_login", ctx, data))
 

@@ -2,7 +2,8 @@
 
 Questions other services ask (no caller rights involved; ids are UUID strings, a malformed
 one answers None/False): ``organization_role``, ``is_group_member``, ``group_organization``,
-``telegram_chat_id``; for the Telegram bot, ``accept_invite_from_telegram``. Every other
+``telegram_chat_id``; for the Telegram bot, ``accept_invite_from_telegram`` and
+``telegram_chat_changed``. Every other
 method acts on behalf of ``ctx.identity`` and checks its rights itself.
 """
 
@@ -68,6 +69,13 @@ class UserService(ServiceBase):
     async def telegram_chat_id(self, ctx: RequestContext, user_id: str) -> int | None:
         with bound(ctx):
             return await self.accounts.telegram_chat_id(user_id)
+
+    async def telegram_chat_changed(self, ctx: RequestContext, user_id: str, chat_id: int,
+                                    reachable: bool, username: str | None = None) -> bool:
+        """For the bot: the user's chat was linked, or became unreachable or reachable."""
+        with bound(ctx):
+            return await self.accounts.telegram_chat_changed(ctx, user_id, chat_id, reachable,
+                                                             username)
 
     # --- authentication ---
     async def register(self, ctx: RequestContext, data: RegisterIn) -> TokenPairOut:

@@ -233,3 +233,30 @@ class Accounts:
             chat: int | None = await session.scalar(
                 select(users.c.telegram_chat_id).where(users.c.id == user_id))
         return chat
+
+    async def telegram_chat_changed(self, ctx: RequestContext, user_id: str, chat_id: int,
+                                    reachable: bool, username: str | None = None) -> bool:
+        """What the bot learnt of a user's chat: linked by a ``/start`` deep link or reachable
+        again (``telegram_chat_id`` is the chat), or unreachable (``telegram_chat_id`` is
+        cleared). An account without a Telegram id gets the chat's (a private chat's id is the
+        user's Telegram id) unless another account has it, and ``user.updated`` says so.
+        False when the account does not exist. Idempotent."""
+        if valid_uuid(user_id) is None:
+            return False
+        async with UnitOfWork(self.sessions, PRODUCER, ctx) as uow:
+            row = (await uow.session.execute(select(users.c.telegram_id).where(
+                users.c.id == user_id).with_for_update())).first()
+            if row is None:
+                return False
+            values: dict[str, Any] = {"telegram_chat_id": chat_id if reachable else None}
+            if reachable and row.telegram_id is None and chat_id > 0:
+                taken = await uow.session.scalar(
+                    select(users.c.id).where(users.c.telegram_id == chat_id))
+                if taken is None:
+                    values.update(telegram_id=chat_id, telegram_username=username)
+                    uow.publish("user.updated", {"user_id": user_id, "changed": ["telegram"]},
+                                aggregate_id=user_id)
+            await uow.session.execute(update(users).where(users.c.id == user_id)
+                                      .values(**values, updated_at=func.now()))
+        return True
+
