@@ -66,7 +66,9 @@ def failure(exc: Exception) -> Failure:
 
 
 def keyboard(buttons: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
-    if buttons is None:
+    """The inline keyboard; None (the parameter left out) without buttons: an edit without
+    ``reply_markup`` removes the message's keyboard."""
+    if not buttons:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(
         b["text"], url=b.get("url"), callback_data=b.get("callback_data")) for b in row]

@@ -177,7 +177,9 @@ class FakeTelegram:
                 changed["caption"] = params.get("caption", "")
             if method == "editMessageText":
                 changed["text"] = params.get("text", "")
-            changed["reply_markup"] = params.get("reply_markup")
+            changed.pop("reply_markup", None)  # an edit without one removes the keyboard
+            if (params.get("reply_markup") or {}).get("inline_keyboard"):
+                changed["reply_markup"] = params["reply_markup"]
             if changed == existing and method != "editMessageMedia":
                 return self._error(400, "Bad Request: message is not modified: specified new "
                                         "message content and reply markup are exactly the same")
