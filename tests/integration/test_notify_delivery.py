@@ -264,3 +264,38 @@ async def test_stats_sends_an_organizer_their_dashboard_links(
         assert "signature=" in text
     refusals = [c.params["text"] for c in fake.sends(stranger_chat)]
     assert refusals == [STATS_REFUSED, STATS_REFUSED]
+
+
+async def test_a_telegram_account_attached_on_the_site_brings_its_chat(
+        migrated_settings: Settings, telegram: tuple[FakeTelegram, str]) -> None:
+    """user.updated ["telegram"] (the Login Widget on an e-mail account): the chat comes from
+    the User service, so the next ticket reaches it."""
+    from messaging.consumer import ConsumerRuntime
+    from serve.notifications.handlers import NotificationHandlers
+    from serve.users.schemas import TelegramLoginIn
+    from tests.integration.users_support import ctx, widget
+
+    fake = telegram[0]
+    settings = user_settings(migrated_settings, None)
+    users = UserService(settings.to_runtime())
+    client = UserClient(LocalClient("user", users))  # type: ignore[arg-type]
+    account = await register(users)
+    me = identity_of(account)
+    _, chat = new_user()
+    await users.link_telegram(ctx(me), TelegramLoginIn(**widget(chat)))
+
+    async def chat_of(user: uuid.UUID) -> int | None:
+        return await client.telegram_chat_id(RequestContext(), str(user))
+
+    try:
+        async with rig(migrated_settings, telegram) as r:
+            consumer = ConsumerRuntime("notification", r.consumer.sessions,
+                                       NotificationHandlers(chat_lookup=chat_of).handlers())
+            await consumer.process(envelope("user.updated", {
+                "user_id": me.user_id, "changed": ["telegram"]}, "user"))
+            await consumer.process(envelope("registration.created",
+                                            registration(me.user_id)[1]))
+            await r.drain()
+    finally:
+        await users.close()
+    assert [c.method for c in fake.sends(chat)] == ["sendPhoto"]
