@@ -4,7 +4,10 @@ Each handler queues notification rows inside the consumer's unit of work, so the
 with the inbox row of the event (a redelivered event is a duplicate in the inbox and, were it
 applied again, the unique (source message, recipient, template) key would still refuse it).
 The sender delivers them later. A registration's messages are one live ticket: every change
-queues a ``ticket`` row that the sender turns into an edit of the same Telegram message.
+queues a ``ticket`` row that the sender turns into an edit of the same Telegram message. A
+recipient without a linked chat gets a ``suppressed`` row in the same multi-row insert, with
+nothing rendered; ``registration.created`` and ``payment.created`` are applied per delivered
+batch.
 """
 
 from __future__ import annotations
