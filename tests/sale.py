@@ -209,7 +209,7 @@ def end_holds(base_url: str, database_url: str, event_id: str, tt_id: str, sale:
         problems = asyncio.run(_ended_once(database_url, event_id, set(sale.holder)))
         deadline = time.monotonic() + settle_s
         while True:  # the list may be cached for a few seconds
-            listed = http.get(f"/api/v1/events/{event_id}/ticket-types").json()
+            listed = http.get(f"/api/v1/events/{event_id}/ticket-types").json()["items"]
             available = next(t["available"] for t in listed if t["id"] == tt_id)
             if available == quantity or time.monotonic() > deadline:
                 break
