@@ -87,9 +87,16 @@ def deployed(gateway_replicas: int = 2) -> Iterator[Deployed]:
     exchange = f"afisha.cluster.{uuid.uuid4().hex[:10]}"
     port = free_port()
     started = time.monotonic()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": NODE_CPUS, "temp_dir": str(work / "ray"), "include_dashboard": False,
-        "gcs_server_port": free_port()})
+    for attempt in (1, 2):  # Ray gives a head 30 s to register: a loaded machine can miss it
+        try:
+            cluster = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": NODE_CPUS, "temp_dir": str(work / "ray"),
+                "include_dashboard": False, "gcs_server_port": free_port()})
+            break
+        except Exception as exc:  # Ray raises a bare Exception here
+            if attempt == 2:
+                raise
+            print(f"the head did not start ({exc}); starting it again", flush=True)
     try:
         workers = [cluster.add_node(num_cpus=NODE_CPUS, resources={"afisha_worker": 100},
                                     temp_dir=str(work / "ray")) for _ in range(2)]
