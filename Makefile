@@ -21,8 +21,9 @@ install: $(STAMP) ## Create the virtual environment and install Afisha with its 
 run: $(STAMP) ## Start the whole platform (embedded defaults for anything not configured)
 	$(BIN)/afisha run
 
-test: lint typecheck ## Lint, type-check and run every test (unit, integration, e2e)
+test: lint typecheck ## Lint, type-check, run every test (unit, integration, e2e, chaos), then make cluster
 	$(BIN)/pytest
+	$(MAKE) cluster
 
 unit: $(STAMP) ## Run the unit tests only (no services needed)
 	$(BIN)/pytest tests/unit
@@ -43,7 +44,7 @@ typecheck: $(STAMP) ## mypy
 chaos: $(STAMP) ## Faults during a sale (host and replica killed, broker and database connections cut), then an audit
 	$(BIN)/pytest -s tests/chaos
 
-cluster: $(STAMP) ## A head and two worker nodes on this machine, Afisha deployed with afisha deploy, the e2e suite and placement tests against it
+cluster: $(STAMP) ## A head and two worker nodes on this machine, Afisha deployed with afisha deploy: placement tests, the e2e suite, then a worker node lost during a sale
 	$(BIN)/python -m tests.multinode.local_cluster $(CLUSTER_ARGS)
 
 footprint: $(STAMP) ## Measure time from start to healthy and the idle memory of the platform

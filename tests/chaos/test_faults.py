@@ -12,91 +12,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import threading
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
-import httpx
 import psutil
 
 from tests.conftest import REDIS_URL
 from tests.e2e.conftest import RunningPlatform
-from tests.e2e.test_event_flow import account, auth, organization
+from tests.e2e.test_event_flow import account, auth
+from tests.sale import audit, paid_event, sell, verdict, wait_healthy
 
 QUANTITY = 300  # seats per fault's event: about what sells in a sale of SALE_SECONDS
 CLIENTS = 12
-SALE_SECONDS = 8.0
-FAULT_AT = 2.0
-SERVICES = ("event", "payment", "notification", "analytics", "user", "media")
-
-
-@dataclass
-class Sale:
-    ok: dict[str, str] = field(default_factory=dict)  # idempotency key -> registration id
-    sold_out: int = 0
-    retried: int = 0
-    answers: int = 0
-    first_fault_answer: float | None = None
-    recovered_at: float | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def sell(platform: RunningPlatform, tokens: list[dict[str, str]], event_id: str, tt_id: str,
-         fault: Callable[[], None]) -> tuple[Sale, float]:
-    sale = Sale()
-    started = time.monotonic()
-    stop = started + SALE_SECONDS
-    injected = threading.Event()
-    fault_time = [0.0]
-
-    def client(n: int) -> None:
-        with httpx.Client(base_url=platform.base_url, timeout=10) as http:
-            while time.monotonic() < stop:
-                key = uuid.uuid4().hex
-                while True:  # until a definitive answer, with the same key
-                    try:
-                        answer = http.post(
-                            f"/api/v1/events/{event_id}/registrations",
-                            headers={**tokens[n % len(tokens)], "Idempotency-Key": key},
-                            json={"ticket_type_id": tt_id, "quantity": 1,
-                                  "payment_mode": "full"})
-                        status = answer.status_code
-                    except httpx.HTTPError:
-                        status = 599
-                    with sale.lock:
-                        sale.answers += 1
-                        if injected.is_set() and status < 500 and sale.recovered_at is None:
-                            sale.recovered_at = time.monotonic() - fault_time[0]
-                    if status < 500:
-                        break
-                    with sale.lock:
-                        sale.retried += 1
-                    time.sleep(0.2)
-                with sale.lock:
-                    if status == 201:
-                        sale.ok[key] = answer.json()["id"]
-                    elif status == 409:
-                        sale.sold_out += 1
-                    else:
-                        raise AssertionError(f"unexpected {status}: {answer.text[:300]}")
-                if status == 409:
-                    time.sleep(0.1)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    time.sleep(FAULT_AT)
-    fault_time[0] = time.monotonic()
-    injected.set()
-    fault()
-    for t in threads:
-        t.join()
-    return sale, time.monotonic() - started
 
 
 # --- the faults -------------------------------------------------------------------------
@@ -168,41 +96,7 @@ FAULTS: dict[str, Callable[[RunningPlatform], None]] = {
 }
 
 
-# --- the audit ----------------------------------------------------------------------------
-
-async def audit(platform: RunningPlatform, event_id: str, tt_id: str, seen: set[str],
-                settle_s: float = 90) -> dict[str, Any]:
-    url = platform.database_url.replace("+asyncpg", "")
-    conn = await asyncpg.connect(url)
-    deadline = time.monotonic() + settle_s
-    try:
-        while True:
-            rows = await conn.fetch(
-                "SELECT id, status, quantity FROM event_service.registrations "
-                "WHERE event_id = $1", event_id)
-            live = [r for r in rows if r["status"] not in ("cancelled", "expired")]
-            payments = await conn.fetch(
-                "SELECT registration_id::text AS r, count(*) AS n FROM payment_service.payments "
-                "WHERE event_id = $1::uuid AND status <> 'failed' GROUP BY 1", event_id)
-            unsent = 0
-            for service in SERVICES:
-                unsent += int(await conn.fetchval(
-                    f"SELECT count(*) FROM {service}_service.outbox WHERE sent_at IS NULL"))
-            result = {
-                "oversold": max(0, sum(r["quantity"] for r in live) - QUANTITY),
-                "missing": len(seen - {r["id"] for r in rows}),
-                "unseen": len({r["id"] for r in rows} - seen),
-                "payments": {r["r"]: r["n"] for r in payments},
-                "registrations": len(rows), "unsent": unsent,
-            }
-            settled = (unsent == 0 and len(result["payments"]) == len(live))
-            if settled or time.monotonic() > deadline:
-                result["settled"] = settled
-                return result
-            await asyncio.sleep(0.5)
-    finally:
-        await conn.close()
-
+# --- after the faults ---------------------------------------------------------------------
 
 async def dead_letters(platform: RunningPlatform, amqp_url: str) -> int:
     import aio_pika
@@ -219,32 +113,6 @@ async def dead_letters(platform: RunningPlatform, amqp_url: str) -> int:
         return total
 
 
-def paid_event(http: httpx.Client, owner: dict[str, Any]) -> tuple[str, str]:
-    start = datetime.now(UTC) + timedelta(days=20)
-    event = http.post("/api/v1/events", headers=auth(owner), json={
-        "organization_id": organization(http, owner), "title": "Chaos night", "venue": "Hall",
-        "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=2)).isoformat(),
-        "visibility": "public"}).json()
-    tt = http.post(f"/api/v1/events/{event['id']}/ticket-types", headers=auth(owner), json={
-        "name": "Floor", "price": {"amount": 990, "currency": "RUB"}, "quantity": QUANTITY})
-    assert tt.status_code == 201, tt.text
-    assert http.post(f"/api/v1/events/{event['id']}/publish", headers=auth(owner)).is_success
-    return event["id"], tt.json()["id"]
-
-
-def wait_healthy(platform: RunningPlatform, timeout: float = 120) -> float:
-    started = time.monotonic()
-    with httpx.Client(base_url=platform.base_url, timeout=5) as http:
-        while time.monotonic() - started < timeout:
-            try:
-                if http.get("/actuator/health").status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-    raise AssertionError("the platform did not become healthy again")
-
-
 def test_faults_during_a_sale_lose_and_double_nothing(chaos_platform: RunningPlatform,
                                                       amqp_url: str) -> None:
     platform = chaos_platform
@@ -258,19 +126,17 @@ def test_faults_during_a_sale_lose_and_double_nothing(chaos_platform: RunningPla
     failures = []
     for name, inject in FAULTS.items():
         with platform.client() as http:
-            event_id, tt_id = paid_event(http, owner)
-        sale, _ = sell(platform, tokens, event_id, tt_id, lambda i=inject: i(platform))
-        healthy = wait_healthy(platform)
-        result = asyncio.run(audit(platform, event_id, tt_id, set(sale.ok.values())))
-        doubled = sum(1 for n in result["payments"].values() if n != 1)
-        verdict = ("ok" if result["settled"] and not (result["oversold"] or result["missing"]
-                                                       or result["unseen"] or doubled)
-                   else f"FAILED {result}")
-        if verdict != "ok":
-            failures.append(f"{name}: {verdict}")
+            event_id, tt_id = paid_event(http, owner, QUANTITY)
+        sale, _ = sell(platform.base_url, tokens, event_id, tt_id,
+                       lambda i=inject: i(platform), clients=CLIENTS)
+        healthy = wait_healthy(platform.base_url)
+        found = verdict(asyncio.run(audit(platform.database_url, event_id,
+                                          set(sale.ok.values()), QUANTITY)))
+        if found != "ok":
+            failures.append(f"{name}: {found}")
         recovered = f"{sale.recovered_at:.2f}" if sale.recovered_at is not None else "-"
         table.append(f"| {name} | {sale.answers} | {len(sale.ok)} | {sale.sold_out} | "
-                     f"{sale.retried} | {recovered} | {healthy:.1f} | {verdict} |")
+                     f"{sale.retried} | {recovered} | {healthy:.1f} | {found} |")
     dead = asyncio.run(dead_letters(platform, amqp_url))
     print("\n" + "\n".join(table) + f"\n\ndead letters after all faults: {dead}")
     assert not failures, failures

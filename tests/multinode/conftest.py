@@ -4,5 +4,19 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import RunningPlatform
 
 collect_ignore_glob = [] if os.environ.get("AFISHA_E2E_RAY_ADDRESS") else ["test_*.py"]
+
+
+@pytest.fixture(scope="session")
+def platform() -> RunningPlatform:
+    """The deployed platform (its URL, database and exchange as make cluster passes them)."""
+    return RunningPlatform(os.environ["AFISHA_E2E_BASE_URL"],
+                           Path(os.environ.get("AFISHA_E2E_LOG", os.devnull)),
+                           os.environ.get("AFISHA_E2E_EXCHANGE", ""),
+                           os.environ["AFISHA_E2E_DATABASE_URL"])
