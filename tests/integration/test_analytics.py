@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
-from serve.analytics import service
+from serve.analytics import export_jobs, service
 from storage.analytics import (
     domain_events,
     registration_facts,
@@ -397,16 +397,16 @@ async def test_an_export_of_100000_rows_keeps_memory_bounded(platform: Platform)
             "FROM generate_series(0, 3999) h, generate_series(1, 25) t"),
             {"e": ev, "s": start})
     async with p.analytics.sessions() as session, session.begin():
-        job = await service.create_export(session, "test", "event", ev, "csv", service.Range(
+        job = await export_jobs.create_export(session, "test", "event", ev, "csv", service.Range(
             start, start + timedelta(hours=4000)))
     tracemalloc.start()
     try:
-        await service.run_export(p.analytics.sessions, job["id"])
+        await export_jobs.run_export(p.analytics.sessions, job["id"])
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     async with p.analytics.sessions() as session:
-        done = await service.load_export(session, job["id"])
+        done = await export_jobs.load_export(session, job["id"])
         chunks = await session.scalar(text(
             "SELECT count(*) FROM export_chunks WHERE export_id = :i"), {"i": job["id"]})
         size = await session.scalar(text(
@@ -414,11 +414,11 @@ async def test_an_export_of_100000_rows_keeps_memory_bounded(platform: Platform)
             {"i": job["id"]})
     assert done["status"] == "done"
     assert done["rows_written"] == 100_000
-    assert size == done["bytes_written"] > 10 * service.CHUNK_BYTES  # the file is large ...
+    assert size == done["bytes_written"] > 10 * export_jobs.CHUNK_BYTES  # the file is large ...
     # ... but at most one chunk and one row were ever buffered, and the rows came from the
     # server-side cursor FETCH_ROWS at a time.
-    assert done["max_buffered_bytes"] <= service.CHUNK_BYTES + 1024
-    assert chunks >= size // (service.CHUNK_BYTES + 1024)
+    assert done["max_buffered_bytes"] <= export_jobs.CHUNK_BYTES + 1024
+    assert chunks >= size // (export_jobs.CHUNK_BYTES + 1024)
     assert peak < size / 2, (peak, size)
 
 
