@@ -467,3 +467,57 @@ async def test_tracking_is_rate_limited_per_client(migrated_settings: Settings) 
         await p.http.aclose()
         await p.analytics.close()
         await p.users.close()
+
+
+async def export_file(p: Platform, export_id: str) -> bytes:
+    out = b""
+    async with p.analytics.sessions() as session:
+        seq = 0
+        while (chunk := await export_jobs.read_chunk(session, export_id, seq)) is not None:
+            out += chunk
+            seq += 1
+    return out
+
+
+async def test_an_export_left_running_by_a_dead_worker_is_taken_over_once(
+        platform: Platform) -> None:
+    p = platform
+    h = new_history(p)
+    await p.consumer.deliver(h.envelopes)
+    sessions = p.analytics.sessions
+    rng = service.Range(h.day1 - timedelta(days=1), datetime.now(UTC) + timedelta(hours=2))
+    async with sessions() as session, session.begin():
+        reference, lost, alive = [await export_jobs.create_export(
+            session, "test", "event", h.event_id, "csv", rng) for _ in range(3)]
+    assert await export_jobs.run_export(sessions, reference["id"])
+    # The lost worker claimed its job and wrote part of it, then its replica died.
+    dead = await export_jobs.claim(sessions, 60, lost["id"])
+    assert dead is not None
+    async with sessions() as session, session.begin():
+        await session.execute(text(
+            "INSERT INTO export_chunks (export_id, seq, data) VALUES (:i, 0, 'partial')"),
+            {"i": lost["id"]})
+        await session.execute(text(
+            "UPDATE exports SET heartbeat_at = now() - interval '10 minutes', rows_written = 7 "
+            "WHERE id = :i"), {"i": lost["id"]})
+    # A job whose worker still beats is left to it.
+    assert await export_jobs.claim(sessions, 60, alive["id"]) is not None
+    resumed = await export_jobs.resume_stale(sessions, 60)
+    assert lost["id"] in resumed and alive["id"] not in resumed
+    async with sessions() as session:
+        done = await export_jobs.load_export(session, lost["id"])
+        first = await export_jobs.load_export(session, reference["id"])
+    assert done["status"] == "done" and done["attempts"] == 2
+    assert done["rows_written"] == first["rows_written"] > 0
+    assert await export_file(p, lost["id"]) == await export_file(p, reference["id"])
+    # The dead worker, had it only been slow, can add nothing any more ...
+    with pytest.raises(export_jobs.LostClaim):
+        async with sessions() as session, session.begin():
+            await export_jobs.beat(session, dead)
+    await export_jobs.write_export(sessions, dead)
+    assert await export_file(p, lost["id"]) == await export_file(p, reference["id"])
+    # ... and a later sweep does not write the finished job again.
+    assert lost["id"] not in await export_jobs.resume_stale(sessions, 60)
+    async with sessions() as session:
+        again = await export_jobs.load_export(session, lost["id"])
+    assert again["attempts"] == 2 and again["status"] == "done"
