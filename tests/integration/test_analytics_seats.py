@@ -93,7 +93,7 @@ async def test_seats_left_and_waiting_list_come_from_the_event_service(
     await events.transition(owner, event["id"], "publish")
     # Nothing sold yet: the stored state (no inventory owner in memory) says 12.
     assert (await events.seats_left(owner, event["id"]))["seats_left"] == 12
-    buyer, taker, waiter = (ctx_of(identity_of(await register(r["users"]))) for _ in range(3))
+    buyer, taker, waiter = [ctx_of(identity_of(await register(r["users"]))) for _ in range(3)]
     held = await regs.register(buyer, event["id"], RegistrationIn(
         ticket_type_id=paid["id"], quantity=3), uuid.uuid4().hex)
     assert held["status"] == "pending_payment"
