@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     analytics_link_ttl_seconds: int = Field(default=3600, ge=60)
     analytics_partitions_ahead_months: int = Field(default=2, ge=0)
     analytics_sweep_seconds: float = Field(default=3600, gt=0)
+    # An export whose worker has not written a heartbeat for this long (its replica died) is
+    # taken over by another replica's export sweep and written again from the start.
+    analytics_export_stale_seconds: float = Field(default=60, gt=0)
 
     # Replica sizing (fractions of a CPU; a replica reserves 1 CPU unless told otherwise).
     gateway_replicas: int = Field(default=1, ge=1)

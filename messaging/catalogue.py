@@ -63,6 +63,11 @@ class EventChanged(Payload):
     organization_id: str
     title: str
     starts_at: str
+    # The event as it is after the change: who may see it, and the row's version (its
+    # updated_at), so a consumer keeps the latest state whatever the arrival order.
+    status: str | None = None
+    visibility: str | None = None
+    updated_at: str | None = None
 
 
 class EventUpdated(EventChanged):
@@ -92,6 +97,16 @@ class RegistrationCreated(Payload):
     reservation_id: str | None = None
     expires_at: str | None = None
     waitlist_offer: bool = False
+
+
+class WaitlistJoined(Payload):
+    entry_id: str
+    event_id: str
+    organization_id: str
+    ticket_type_id: str
+    user_id: str
+    quantity: int
+    joined_at: str
 
 
 class RegistrationCancelled(Payload):
@@ -174,11 +189,13 @@ EVENTS: dict[str, type[Payload]] = {
     "event.created": EventChanged,
     "event.published": EventChanged,
     "event.updated": EventUpdated,
+    "event.unpublished": EventChanged,
     "event.cancelled": EventChanged,
     "event.completed": EventChanged,
     "event.reminder": EventReminder,
     "registration.created": RegistrationCreated,
     "registration.cancelled": RegistrationCancelled,
+    "waitlist.joined": WaitlistJoined,
     "reservation.expired": ReservationExpired,
     "checkin.completed": CheckinCompleted,
     "payment.created": PaymentChanged,
@@ -208,9 +225,12 @@ CONSUMES: dict[str, tuple[str, ...]] = {
                      "payment.completed",
                      "payment.refunded", "event.cancelled", "event.reminder",
                      "reservation.expired", "registration.cancelled", "checkin.completed"),
+    # Which events' covers anyone may see (serve.media.handlers).
+    "media": ("event.created", "event.published", "event.updated", "event.unpublished",
+              "event.cancelled", "event.completed"),
     "analytics": tuple(n for n in EVENTS if n.split(".")[0] in
                        {"event", "registration", "reservation", "checkin", "payment", "user",
-                        "organization"}),
+                        "organization", "waitlist"}),
 }
 
 

@@ -121,6 +121,16 @@ registration_facts = Table(
     Column("money", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
 )
 
+# Each waiting-list join (waitlist.joined) once, however often its message arrives.
+waitlist_joins = Table(
+    "waitlist_joins",
+    metadata,
+    Column("entry_id", Text, primary_key=True),
+    Column("event_id", Text, nullable=False),
+    Column("ticket_type_id", Text, nullable=False),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+)
+
 # Events and their organization (event.* messages), for organization reports and exports.
 event_meta = Table(
     "event_meta",
@@ -201,6 +211,12 @@ exports = Table(
     Column("error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    # The claim of the worker writing it (a token per run) and its last sign of life.
+    Column("worker", Text),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Index("ix_exports_unfinished", "status", postgresql_where=text(
+        "status IN ('queued', 'running')")),
 )
 
 export_chunks = Table(

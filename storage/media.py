@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    Table,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from storage.common import inbox_table, outbox_table, service_metadata
@@ -31,4 +41,13 @@ media = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_media_orphans", "created_at"),
+)
+
+# What the media service knows of each event from the Event service's domain events: whether
+# anyone may see it (published or completed, and public), as of the event row's updated_at.
+event_states = Table(
+    "event_states", metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("public", Boolean, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )

@@ -15,7 +15,7 @@ from ray.serve.handle import DeploymentHandle
 from messaging.catalogue import CONSUMES
 from messaging.consumer import Handler
 from messaging.outbox import UnitOfWork
-from serve.analytics import domain, page, service
+from serve.analytics import domain, export_jobs, page, service
 from serve.analytics.tracking import record_domain_event
 from serve.common.clients import Caller, ServiceClient
 from serve.common.context import RequestContext, bound
@@ -51,8 +51,11 @@ class AnalyticsService(ServiceBase):
         self.secret = hashlib.sha256(b"afisha-analytics-links\x00" + secret.encode()).digest()
         self.exports: set[asyncio.Task[None]] = set()
         self.sweeper: asyncio.Task[None] | None = None
+        self.resumer: asyncio.Task[None] | None = None
         if in_serve_replica():
-            self.sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+            loop = asyncio.get_running_loop()
+            self.sweeper = loop.create_task(self._sweep_forever())
+            self.resumer = loop.create_task(self._resume_exports_forever())
 
     def message_handlers(self) -> dict[str, Handler]:
         return dict.fromkeys(CONSUMES["analytics"], record_domain_event)
@@ -85,19 +88,15 @@ class AnalyticsService(ServiceBase):
 
     async def _ticket_types(self, ctx: RequestContext, event_id: str
                             ) -> tuple[int | None, dict[str, str]]:
-        """Seats left now and ticket type names, from the event service (None when it does
-        not answer: the dashboard still shows every figure of its own)."""
+        """Seats left now and ticket type names, from the event service's inventory (None
+        when it does not answer: the dashboard still shows every figure of its own)."""
         try:
-            view = await self.event.list_ticket_types(ctx, event_id)
+            view = await self.event.seats_left(ctx, event_id)
         except ProblemError as exc:
-            self.log.warning("ticket types of %s unavailable: %s", event_id, exc.detail)
+            self.log.warning("seats of %s unavailable: %s", event_id, exc.detail)
             return None, {}
-        items = view.get("items", []) if isinstance(view, dict) else view
-        names = {str(t["id"]): str(t.get("name")) for t in items}
-        available = [t.get("available") for t in items]
-        if any(a is None for a in available):
-            return None, names
-        return sum(int(a) for a in available), names
+        names = {str(t["id"]).lower(): str(t["name"]) for t in view["ticket_types"]}
+        return int(view["seats_left"]), names
 
     async def report(self, ctx: RequestContext, organization_id: str, start: str | None,
                      end: str | None) -> dict[str, Any]:
@@ -150,7 +149,7 @@ class AnalyticsService(ServiceBase):
             rng = service.parse_range(start, end, datetime.now(UTC))
             assert ctx.identity is not None
             async with self.sessions() as session, session.begin():
-                job = await service.create_export(session, ctx.identity.user_id, scope,
+                job = await export_jobs.create_export(session, ctx.identity.user_id, scope,
                                                   scope_id, fmt, rng)
             task = asyncio.get_running_loop().create_task(self._run_export(job["id"]))
             self.exports.add(task)
@@ -159,14 +158,16 @@ class AnalyticsService(ServiceBase):
 
     async def _run_export(self, export_id: str) -> None:
         try:
-            await service.run_export(self.sessions, export_id)
+            await export_jobs.run_export(
+                self.sessions, export_id,
+                stale_seconds=self.settings.analytics_export_stale_seconds)
         except Exception:
             self.log.exception("export %s failed", export_id)
 
     async def get_export(self, ctx: RequestContext, export_id: str) -> dict[str, Any]:
         with bound(ctx):
             async with self.sessions() as session:
-                job = await service.load_export(session, export_id)
+                job = await export_jobs.load_export(session, export_id)
             if job["scope"] == "event":
                 await self._require_event_reader(ctx, job["scope_id"])
             else:
@@ -195,7 +196,7 @@ class AnalyticsService(ServiceBase):
                 raise Forbidden("this link is not valid (expired or altered)",
                                 slug="invalid-signature")
             async with self.sessions() as session:
-                job = await service.load_export(session, export_id)
+                job = await export_jobs.load_export(session, export_id)
             if job["status"] != "done":
                 raise NotFound("this export is not ready")
             media = ("text/csv; charset=utf-8" if job["format"] == "csv" else
@@ -212,7 +213,7 @@ class AnalyticsService(ServiceBase):
                 raise Forbidden("this link is not valid (expired or altered)",
                                 slug="invalid-signature")
             async with self.sessions() as session:
-                return await service.read_chunk(session, export_id, seq)
+                return await export_jobs.read_chunk(session, export_id, seq)
 
     # --- authorization ---
     async def _require_event_reader(self, ctx: RequestContext, event_id: str) -> None:
@@ -263,11 +264,22 @@ class AnalyticsService(ServiceBase):
                 self.log.exception("analytics sweep failed; retrying on the next round")
             await asyncio.sleep(self.settings.analytics_sweep_seconds)
 
+    async def _resume_exports_forever(self) -> None:
+        """Take over the exports of workers that died (every half of the stale time)."""
+        stale = self.settings.analytics_export_stale_seconds
+        while True:
+            await asyncio.sleep(stale / 2)
+            try:
+                await export_jobs.resume_stale(self.sessions, stale)
+            except Exception:
+                self.log.exception("resuming stale exports failed; retrying on the next round")
+
     async def close(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.sweeper
+        for task in (self.sweeper, self.resumer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for task in list(self.exports):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -174,8 +174,6 @@ def contribution(facts: Facts) -> Delta:
             out.counters[(ev, tt, hour_of(at))][name] += seats
 
     count("reservations", facts.reserved_at)
-    if facts.waitlist_offer:
-        count("waitlist_joins", facts.reserved_at)
     count("confirmations", facts.confirmed_at)
     count("cancellations", facts.cancelled_at)
     if facts.confirmed_at is not None:

@@ -26,13 +26,14 @@ from storage.analytics import (
     revenue_hourly,
     rollup_daily,
     rollup_hourly,
+    waitlist_joins,
 )
 
 REGISTRATION_TYPES = frozenset({
     "registration.created", "registration.cancelled", "reservation.expired",
     "checkin.completed", "payment.completed", "payment.refunded"})
-EVENT_TYPES = frozenset({"event.created", "event.published", "event.cancelled",
-                         "event.completed"})
+EVENT_TYPES = frozenset({"event.created", "event.published", "event.unpublished",
+                         "event.cancelled", "event.completed"})
 _FACT_COLUMNS = ("event_id", "organization_id", "ticket_type_id", "quantity", "reserved_at",
                  "confirmed_at", "cancelled_at", "expired_at", "checked_in_at", "waitlist_offer")
 
@@ -111,7 +112,8 @@ async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     if not latest:
         return
     status = {"event.created": "draft", "event.published": "published",
-              "event.cancelled": "cancelled", "event.completed": "completed"}
+              "event.unpublished": "draft", "event.cancelled": "cancelled",
+              "event.completed": "completed"}
     stmt = pg_insert(event_meta).values([{
         "event_id": k, "organization_id": _key(e.data["organization_id"]),
         "title": str(e.data["title"]), "starts_at": e.data.get("starts_at"),
@@ -150,9 +152,32 @@ async def _apply_registrations(uow: UnitOfWork, envelopes: list[Envelope]) -> No
     await apply_delta(uow, total.nonzero())
 
 
+async def _apply_waitlist_joins(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+    """One ``waitlist_joins`` count per entry, in the hour it joined: an entry already
+    recorded (the same join published again) adds nothing."""
+    rows = {_key(e.data["entry_id"]): {
+        "entry_id": _key(e.data["entry_id"]), "event_id": _key(e.data["event_id"]),
+        "ticket_type_id": _key(e.data["ticket_type_id"]),
+        "joined_at": domain.parse_ts(e.data.get("joined_at")) or e.occurred_at}
+        for e in envelopes}
+    new = (await uow.session.execute(
+        pg_insert(waitlist_joins).values([rows[k] for k in sorted(rows)])
+        .on_conflict_do_nothing().returning(waitlist_joins.c.event_id,
+                                            waitlist_joins.c.ticket_type_id,
+                                            waitlist_joins.c.joined_at))).all()
+    delta = domain.Delta()
+    for event_id, ticket_type_id, joined_at in new:
+        delta.counters[(event_id, ticket_type_id, domain.hour_of(joined_at))][
+            "waitlist_joins"] += 1
+    await apply_delta(uow, delta.nonzero())
+
+
 async def record_domain_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     await _record_raw(uow, envelopes)
     await _record_events(uow, [e for e in envelopes if e.type in EVENT_TYPES])
+    joins = [e for e in envelopes if e.type == "waitlist.joined" and e.data.get("entry_id")]
+    if joins:
+        await _apply_waitlist_joins(uow, joins)
     registrations = [e for e in envelopes
                      if e.type in REGISTRATION_TYPES and e.data.get("registration_id")]
     if registrations:

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal_column, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messaging.outbox import UnitOfWork
 from serve.analytics import domain
 from serve.analytics.handlers import apply_delta
-from serve.common.errors import BadRequest, NotFound
+from serve.common.errors import BadRequest
 from storage.analytics import (
     PARTITIONED,
     event_meta,
-    export_chunks,
-    exports,
     revenue_daily,
     revenue_hourly,
     rollup_daily,
@@ -336,195 +330,3 @@ async def forget_old_salts(session: AsyncSession, now: datetime) -> None:
     await session.execute(delete(visitor_salts).where(visitor_salts.c.day < now - SALT_KEEP))
     await session.execute(delete(visitor_marks).where(
         visitor_marks.c.last_seen_at < now - domain.MAX_AGE - MARK_KEEP))
-
-
-# --- exports -----------------------------------------------------------------------------
-
-EXPORT_COLUMNS = ("event_id", "event_title", "hour", "ticket_type_id", "currency",
-                  *domain.COUNTERS, "gross", "refunded", "net")
-CHUNK_BYTES = 64 * 1024
-FETCH_ROWS = 1_000
-
-
-async def create_export(session: AsyncSession, requested_by: str, scope: str, scope_id: str,
-                        fmt: str, rng: Range) -> dict[str, Any]:
-    export_id = uuid.uuid4()
-    await session.execute(insert(exports).values(
-        id=export_id, requested_by=requested_by, scope=scope, scope_id=scope_id, format=fmt,
-        range_from=rng.start, range_to=rng.end, status="queued"))
-    return {"id": str(export_id), "status": "queued"}
-
-
-async def load_export(session: AsyncSession, export_id: str) -> Any:
-    try:
-        key = uuid.UUID(export_id)
-    except ValueError as exc:
-        raise NotFound("no such export") from exc
-    row = (await session.execute(select(exports).where(exports.c.id == key))).mappings().first()
-    if row is None:
-        raise NotFound("no such export")
-    return row
-
-
-def export_query(scope: str, scope_id: str, rng: Range) -> Any:
-    """Rollup rows of the scope in key order; revenue rows beside the counters (one row per
-    hour, ticket type and currency; counters on the row without currency)."""
-    start = domain.hour_of(rng.start)
-    if start < rng.start:
-        start += timedelta(hours=1)
-    events = select(event_meta.c.event_id, event_meta.c.title)
-    events = (events.where(event_meta.c.organization_id == scope_id) if scope == "organization"
-              else events.where(event_meta.c.event_id == scope_id))
-    ev = events.cte("ev")
-    r, m = rollup_hourly, revenue_hourly
-    counters = select(
-        r.c.event_id, ev.c.title, r.c.hour, r.c.ticket_type_id,
-        literal_column("''").label("currency"), *(r.c[n] for n in domain.COUNTERS),
-        literal_column("0::bigint").label("gross"), literal_column("0::bigint").label("refunded")
-    ).join(ev, ev.c.event_id == r.c.event_id).where(r.c.hour >= start, r.c.hour < rng.end)
-    money = select(
-        m.c.event_id, ev.c.title, m.c.hour, m.c.ticket_type_id, m.c.currency,
-        *(literal_column("0::bigint").label(n) for n in domain.COUNTERS), m.c.gross,
-        m.c.refunded
-    ).join(ev, ev.c.event_id == m.c.event_id).where(m.c.hour >= start, m.c.hour < rng.end)
-    union = counters.union_all(money).subquery()
-    return select(union).order_by(union.c.event_id, union.c.hour, union.c.ticket_type_id,
-                                  union.c.currency)
-
-
-class Buffer:
-    """Where an export's bytes wait until a chunk is full; remembers its high-water mark."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.high_water = 0
-
-    def write(self, b: bytes) -> None:
-        self.data += b
-        self.high_water = max(self.high_water, len(self.data))
-
-    def take(self) -> bytes:
-        out = bytes(self.data)
-        self.data.clear()
-        return out
-
-
-def _cells(row: Any) -> list[Any]:
-    values = list(row)
-    hour = values[2]
-    values[2] = hour.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    gross, refunded = int(values[-2]), int(values[-1])
-    return [*values, gross - refunded]
-
-
-async def stream_rows(session: AsyncSession, scope: str, scope_id: str, rng: Range
-                      ) -> AsyncIterator[list[Any]]:
-    result = await session.stream(export_query(scope, scope_id, rng).execution_options(
-        yield_per=FETCH_ROWS))
-    async for partition in result.partitions(FETCH_ROWS):
-        for row in partition:
-            yield _cells(row)
-
-
-class CsvWriter:
-    """UTF-8 with BOM, formula-looking text cells neutralised."""
-
-    def __init__(self, out: Buffer) -> None:
-        self.out = out
-        self.text = io.StringIO()
-        self.writer = csv.writer(self.text, lineterminator="\r\n")
-        out.write("\ufeff".encode())
-        self.row(list(EXPORT_COLUMNS))
-
-    def row(self, cells: list[Any]) -> None:
-        self.writer.writerow([domain.neutralise(c) for c in cells])
-        self.out.write(self.text.getvalue().encode())
-        self.text.seek(0)
-        self.text.truncate()
-
-    def close(self) -> None:
-        return None
-
-
-async def run_export(sessions: Any, export_id: str, chunk_bytes: int = CHUNK_BYTES) -> None:
-    """Write an export's file chunk by chunk: rows stream from a server-side cursor, at most
-    one chunk (plus one row) is held. XLSX is written by openpyxl's write-only workbook into
-    a temporary file, then copied in chunks."""
-    async with sessions() as session, session.begin():
-        job = await load_export(session, export_id)
-        await session.execute(update(exports).where(exports.c.id == job["id"]).values(
-            status="running"))
-    rng = Range(job["range_from"], job["range_to"])
-    buffer = Buffer()
-    seq = 0
-    rows = 0
-    written = 0
-
-    async def flush(session: AsyncSession, force: bool = False) -> None:
-        nonlocal seq, written
-        if not buffer.data or (len(buffer.data) < chunk_bytes and not force):
-            return
-        data = buffer.take()
-        await session.execute(insert(export_chunks).values(export_id=job["id"], seq=seq,
-                                                           data=data))
-        seq += 1
-        written += len(data)
-
-    try:
-        async with sessions() as reader, sessions() as writer:
-            async with writer.begin():
-                await writer.execute(delete(export_chunks).where(
-                    export_chunks.c.export_id == job["id"]))
-            if job["format"] == "csv":
-                out = CsvWriter(buffer)
-                async with reader.begin():
-                    async for cells in stream_rows(reader, job["scope"], job["scope_id"], rng):
-                        out.row(cells)
-                        rows += 1
-                        if len(buffer.data) >= chunk_bytes:
-                            async with writer.begin():
-                                await flush(writer)
-                                await writer.execute(update(exports).where(
-                                    exports.c.id == job["id"]).values(rows_written=rows))
-            else:
-                rows = await _xlsx(reader, job, rng, buffer, writer, flush, chunk_bytes)
-            async with writer.begin():
-                await flush(writer, force=True)
-                await writer.execute(update(exports).where(exports.c.id == job["id"]).values(
-                    status="done", rows_written=rows, rows_total=rows, bytes_written=written,
-                    max_buffered_bytes=buffer.high_water, finished_at=func.now()))
-    except Exception as exc:
-        async with sessions() as session, session.begin():
-            await session.execute(update(exports).where(exports.c.id == job["id"]).values(
-                status="failed", error=str(exc)[:500], finished_at=func.now()))
-        raise
-
-
-async def _xlsx(reader: AsyncSession, job: Any, rng: Range, buffer: Buffer,
-                writer: AsyncSession, flush: Any, chunk_bytes: int) -> int:
-    import tempfile
-
-    from openpyxl import Workbook
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("analytics")
-    ws.append(list(EXPORT_COLUMNS))
-    rows = 0
-    async with reader.begin():
-        async for cells in stream_rows(reader, job["scope"], job["scope_id"], rng):
-            ws.append([domain.neutralise(c) for c in cells])
-            rows += 1
-    with tempfile.TemporaryFile() as tmp:
-        wb.save(tmp)
-        tmp.seek(0)
-        while block := tmp.read(chunk_bytes):
-            buffer.write(block)
-            async with writer.begin():
-                await flush(writer, force=True)
-    return rows
-
-
-async def read_chunk(session: AsyncSession, export_id: str, seq: int) -> bytes | None:
-    data = await session.scalar(select(export_chunks.c.data).where(
-        export_chunks.c.export_id == uuid.UUID(export_id), export_chunks.c.seq == seq))
-    return None if data is None else bytes(data)

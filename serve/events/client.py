@@ -45,6 +45,11 @@ class EventClient(ClientBase):
     async def list_ticket_types(self, ctx: RequestContext, event_id: str) -> View:
         return await self._view("list_ticket_types", ctx, event_id)
 
+    async def seats_left(self, ctx: RequestContext, event_id: str) -> View:
+        """``{event_id, ticket_types: [{id, name, quantity, available}], seats_left, source}``
+        (``source``: ``inventory`` from the live owner, ``committed`` from the stored state)."""
+        return await self._view("seats_left", ctx, event_id)
+
     async def create_ticket_type(self, ctx: RequestContext, event_id: str,
                                  body: TicketTypeIn) -> View:
         return await self._view("create_ticket_type", ctx, event_id, body)

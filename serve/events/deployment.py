@@ -87,6 +87,13 @@ class EventService(ServiceBase):
         with bound(ctx):
             return await self.events.list_ticket_types(ctx, event_id)
 
+    async def seats_left(self, ctx: RequestContext, event_id: str) -> dict[str, Any]:
+        """For other services (analytics): seats left per ticket type, from the inventory."""
+        from serve.events.handlers import canonical
+
+        with bound(ctx):
+            return await self.events.seats_left(ctx, canonical(event_id))
+
     async def create_ticket_type(self, ctx: RequestContext, event_id: str,
                                  body: TicketTypeIn) -> dict[str, Any]:
         with bound(ctx):

@@ -151,7 +151,7 @@ class RegistrationUseCases(EventAccess):
     async def join_waitlist(self, ctx: RequestContext, event_id: str,
                             body: WaitlistIn) -> dict[str, Any]:
         user_id = user_of(ctx)
-        await self.visible_event(ctx, event_id)
+        event = await self.visible_event(ctx, event_id)
         counts = await self.inventory.call(event_id, "ready")
         stock = counts["ticket_types"].get(body.ticket_type_id)
         if stock is None:
@@ -163,8 +163,15 @@ class RegistrationUseCases(EventAccess):
                  "ticket_type_id": body.ticket_type_id, "quantity": body.quantity,
                  "status": "waiting"}
         try:
-            async with self.sessions.begin() as session:
-                await session.execute(insert(waitlist_entries).values(**entry))
+            async with UnitOfWork(self.sessions, "event", ctx) as uow:
+                joined_at = await uow.session.scalar(insert(waitlist_entries).values(**entry)
+                                                     .returning(waitlist_entries.c.created_at))
+                uow.publish("waitlist.joined", {
+                    "entry_id": entry["id"], "event_id": event_id,
+                    "organization_id": event["organization_id"],
+                    "ticket_type_id": body.ticket_type_id, "user_id": user_id,
+                    "quantity": body.quantity, "joined_at": joined_at.isoformat()},
+                    aggregate_id=event_id)
         except IntegrityError as exc:
             raise Conflict("you are already on this event's waiting list",
                            slug="already-waiting") from exc

@@ -29,8 +29,8 @@ from serve.events.schemas import EventFilters, EventIn, EventUpdate, TicketTypeI
 from serve.events.views import event_view, ticket_type_view
 from storage.event import events, group_members, registrations, reservations, ticket_types
 
-LIFECYCLE_EVENTS = {"publish": "event.published", "cancel": "event.cancelled",
-                    "complete": "event.completed"}
+LIFECYCLE_EVENTS = {"publish": "event.published", "unpublish": "event.unpublished",
+                    "cancel": "event.cancelled", "complete": "event.completed"}
 
 
 class Users(Protocol):
@@ -285,6 +285,27 @@ class EventUseCases(EventAccess):
         return {"items": [ticket_type_view(dict(r), max(r["quantity"] - taken.get(r["id"], 0), 0))
                           for r in rows], "next_cursor": None}
 
+    async def seats_left(self, ctx: RequestContext, event_id: str) -> dict[str, Any]:
+        """Seats left per ticket type and in all, for other services (they decide who may
+        know): the inventory owner's counts when it is in memory, else the committed state it
+        would start from (quantity less confirmed and held seats)."""
+        event = await self.event(event_id)
+        live = await self.inventory.call_if_active(event["id"], "ready")
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(ticket_types.c.id, ticket_types.c.name, ticket_types.c.quantity)
+                .where(ticket_types.c.event_id == event["id"])
+                .order_by(ticket_types.c.created_at, ticket_types.c.id))).all()
+            taken = {} if live else await seats_taken(session, event["id"])
+        counts = (live or {}).get("ticket_types", {})
+        items = [{"id": r.id, "name": r.name, "quantity": r.quantity,
+                  "available": (int(counts[r.id]["available"]) if r.id in counts
+                                else max(r.quantity - taken.get(r.id, 0), 0))}
+                 for r in rows]
+        return {"event_id": event["id"], "ticket_types": items,
+                "seats_left": sum(i["available"] for i in items),
+                "source": "inventory" if live else "committed"}
+
     async def create_ticket_type(self, ctx: RequestContext, event_id: str,
                                  body: TicketTypeIn) -> dict[str, Any]:
         event = await self.event(event_id)
@@ -351,7 +372,9 @@ def columns_of(rules: domain.TicketTypeRules) -> dict[str, Any]:
 
 def changed_payload(row: Any) -> dict[str, Any]:
     return {"event_id": row["id"], "organization_id": row["organization_id"],
-            "title": row["title"], "starts_at": row["starts_at"].isoformat()}
+            "title": row["title"], "starts_at": row["starts_at"].isoformat(),
+            "status": row["status"], "visibility": row["visibility"],
+            "updated_at": row["updated_at"].isoformat()}
 
 
 def escape_like(text: str) -> str:

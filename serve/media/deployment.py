@@ -9,9 +9,12 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from messaging.catalogue import CONSUMES
+from messaging.consumer import Handler
 from serve.common.clients import ServiceClient
 from serve.common.context import RequestContext, bound
 from serve.common.service import ServiceBase, in_serve_replica
+from serve.media.handlers import on_event_changed
 from serve.media.service import MediaUseCases
 from serve.users.client import UserClient
 from storage.objects import ObjectStore, store_for
@@ -36,6 +39,9 @@ class MediaService(ServiceBase):
             loop = asyncio.get_running_loop()
             self._started = loop.create_task(self.store.start())
             self._sweeper = loop.create_task(self.sweep_forever())
+
+    def message_handlers(self) -> dict[str, Handler]:
+        return dict.fromkeys(CONSUMES["media"], on_event_changed)
 
     async def ready(self) -> None:
         """The store is started (bucket made) and, in a replica, the cleanup sweep runs."""

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings
@@ -28,7 +28,7 @@ from serve.common.logs import get_logger
 from serve.media import domain, images, variants
 from serve.media.domain import IMAGES, PDF, Purpose, Status
 from serve.users.client import UserClient
-from storage.media import media
+from storage.media import event_states, media
 from storage.objects import ObjectStore
 
 log = get_logger("media")
@@ -181,17 +181,24 @@ class MediaUseCases:
 
     # --- reading ---
     async def load(self, media_id: str) -> Any:
+        """The row, with ``cover_public``: whether the event it is the cover of is public."""
+        joined = media.outerjoin(event_states,
+                                 event_states.c.event_id == media.c.attached_event_id)
         async with self.sessions() as session:
-            row = (await session.execute(select(media).where(
-                media.c.id == parse_id(media_id)))).one_or_none()
+            row = (await session.execute(
+                select(media, func.coalesce(event_states.c.public, False).label("cover_public"))
+                .select_from(joined).where(media.c.id == parse_id(media_id)))).one_or_none()
         if row is None:
             raise NotFound("no such media", slug="media-not-found")
         return row
 
     async def may_read(self, ctx: RequestContext, row: Any) -> bool:
-        """Images (covers, avatars) are public; documents only for their uploader, the
-        organization's members and admins."""
-        if row.purpose != Purpose.DOCUMENT.value:
+        """Avatars are public; an event cover to anyone while the event it is attached to is
+        published (or completed) and public; otherwise (documents, covers of drafts, cancelled,
+        group or no events) only to the uploader, the organization's members and admins."""
+        if row.purpose == Purpose.AVATAR.value:
+            return True
+        if row.purpose == Purpose.EVENT_COVER.value and row.cover_public:
             return True
         if ctx.identity is None:
             return False

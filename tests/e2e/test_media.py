@@ -45,10 +45,11 @@ def test_upload_variants_and_signed_url(platform: RunningPlatform) -> None:
         medium = created.json()
         while medium["status"] == "processing" and time.monotonic() < deadline:
             time.sleep(0.5)
-            medium = http.get(f"/api/v1/media/{media_id}").json()
+            medium = http.get(f"/api/v1/media/{media_id}", headers=auth(owner)).json()
         assert medium["status"] == "ready", medium
         assert medium["variants"]["cover"]["width"] == 1350
-        url = http.get(f"/api/v1/media/{media_id}/url", params={"variant": "card"}).json()["url"]
+        url = http.get(f"/api/v1/media/{media_id}/url", params={"variant": "card"},
+                       headers=auth(owner)).json()["url"]
         image = http.get(url)
         assert image.status_code == 200, image.text
         assert Image.open(io.BytesIO(image.content)).size == (640, 360)

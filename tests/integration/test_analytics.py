@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
-from serve.analytics import service
+from serve.analytics import export_jobs, service
 from storage.analytics import (
     domain_events,
     registration_facts,
@@ -397,16 +397,16 @@ async def test_an_export_of_100000_rows_keeps_memory_bounded(platform: Platform)
             "FROM generate_series(0, 3999) h, generate_series(1, 25) t"),
             {"e": ev, "s": start})
     async with p.analytics.sessions() as session, session.begin():
-        job = await service.create_export(session, "test", "event", ev, "csv", service.Range(
+        job = await export_jobs.create_export(session, "test", "event", ev, "csv", service.Range(
             start, start + timedelta(hours=4000)))
     tracemalloc.start()
     try:
-        await service.run_export(p.analytics.sessions, job["id"])
+        await export_jobs.run_export(p.analytics.sessions, job["id"])
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     async with p.analytics.sessions() as session:
-        done = await service.load_export(session, job["id"])
+        done = await export_jobs.load_export(session, job["id"])
         chunks = await session.scalar(text(
             "SELECT count(*) FROM export_chunks WHERE export_id = :i"), {"i": job["id"]})
         size = await session.scalar(text(
@@ -414,11 +414,11 @@ async def test_an_export_of_100000_rows_keeps_memory_bounded(platform: Platform)
             {"i": job["id"]})
     assert done["status"] == "done"
     assert done["rows_written"] == 100_000
-    assert size == done["bytes_written"] > 10 * service.CHUNK_BYTES  # the file is large ...
+    assert size == done["bytes_written"] > 10 * export_jobs.CHUNK_BYTES  # the file is large ...
     # ... but at most one chunk and one row were ever buffered, and the rows came from the
     # server-side cursor FETCH_ROWS at a time.
-    assert done["max_buffered_bytes"] <= service.CHUNK_BYTES + 1024
-    assert chunks >= size // (service.CHUNK_BYTES + 1024)
+    assert done["max_buffered_bytes"] <= export_jobs.CHUNK_BYTES + 1024
+    assert chunks >= size // (export_jobs.CHUNK_BYTES + 1024)
     assert peak < size / 2, (peak, size)
 
 
@@ -467,3 +467,57 @@ async def test_tracking_is_rate_limited_per_client(migrated_settings: Settings) 
         await p.http.aclose()
         await p.analytics.close()
         await p.users.close()
+
+
+async def export_file(p: Platform, export_id: str) -> bytes:
+    out = b""
+    async with p.analytics.sessions() as session:
+        seq = 0
+        while (chunk := await export_jobs.read_chunk(session, export_id, seq)) is not None:
+            out += chunk
+            seq += 1
+    return out
+
+
+async def test_an_export_left_running_by_a_dead_worker_is_taken_over_once(
+        platform: Platform) -> None:
+    p = platform
+    h = new_history(p)
+    await p.consumer.deliver(h.envelopes)
+    sessions = p.analytics.sessions
+    rng = service.Range(h.day1 - timedelta(days=1), datetime.now(UTC) + timedelta(hours=2))
+    async with sessions() as session, session.begin():
+        reference, lost, alive = [await export_jobs.create_export(
+            session, "test", "event", h.event_id, "csv", rng) for _ in range(3)]
+    assert await export_jobs.run_export(sessions, reference["id"])
+    # The lost worker claimed its job and wrote part of it, then its replica died.
+    dead = await export_jobs.claim(sessions, 60, lost["id"])
+    assert dead is not None
+    async with sessions() as session, session.begin():
+        await session.execute(text(
+            "INSERT INTO export_chunks (export_id, seq, data) VALUES (:i, 0, 'partial')"),
+            {"i": lost["id"]})
+        await session.execute(text(
+            "UPDATE exports SET heartbeat_at = now() - interval '10 minutes', rows_written = 7 "
+            "WHERE id = :i"), {"i": lost["id"]})
+    # A job whose worker still beats is left to it.
+    assert await export_jobs.claim(sessions, 60, alive["id"]) is not None
+    resumed = await export_jobs.resume_stale(sessions, 60)
+    assert lost["id"] in resumed and alive["id"] not in resumed
+    async with sessions() as session:
+        done = await export_jobs.load_export(session, lost["id"])
+        first = await export_jobs.load_export(session, reference["id"])
+    assert done["status"] == "done" and done["attempts"] == 2
+    assert done["rows_written"] == first["rows_written"] > 0
+    assert await export_file(p, lost["id"]) == await export_file(p, reference["id"])
+    # The dead worker, had it only been slow, can add nothing any more ...
+    with pytest.raises(export_jobs.LostClaim):
+        async with sessions() as session, session.begin():
+            await export_jobs.beat(session, dead)
+    await export_jobs.write_export(sessions, dead)
+    assert await export_file(p, lost["id"]) == await export_file(p, reference["id"])
+    # ... and a later sweep does not write the finished job again.
+    assert lost["id"] not in await export_jobs.resume_stale(sessions, 60)
+    async with sessions() as session:
+        again = await export_jobs.load_export(session, lost["id"])
+    assert again["attempts"] == 2 and again["status"] == "done"

@@ -263,7 +263,17 @@ async def test_a_freed_seat_goes_to_the_waiting_list(world: World) -> None:
     assert err.value.slug == "not-sold-out"
     first = await world.regs.register(as_user("hal"), event_id, RegistrationIn(ticket_type_id=tt),
                                       None)
-    await world.regs.join_waitlist(as_user("ivy"), event_id, WaitlistIn(ticket_type_id=tt))
+    entry = await world.regs.join_waitlist(as_user("ivy"), event_id,
+                                           WaitlistIn(ticket_type_id=tt))
+    [joined] = await world.published("waitlist.joined", event_id)
+    assert {k: joined[k] for k in ("entry_id", "event_id", "organization_id", "ticket_type_id",
+                                   "user_id", "quantity")} == {
+        "entry_id": entry["id"], "event_id": event_id, "organization_id": "org-wait",
+        "ticket_type_id": tt, "user_id": "ivy", "quantity": 1}
+    # joining twice is refused and publishes nothing
+    with pytest.raises(Conflict):
+        await world.regs.join_waitlist(as_user("ivy"), event_id, WaitlistIn(ticket_type_id=tt))
+    assert len(await world.published("waitlist.joined", event_id)) == 1
     await world.regs.cancel_registration(as_user("hal"), first["id"])
     offers = [d for d in await world.published("registration.created", event_id)
               if d["waitlist_offer"]]
@@ -321,3 +331,9 @@ async def test_changing_an_event_publishes_event_updated_with_the_changed_fields
     with pytest.raises(Forbidden):  # a refusal publishes nothing
         await world.events.update_event(as_user("stranger"), event_id, EventUpdate(title="x"))
     assert len(await world.published("event.updated", event_id)) == 1
+    assert (update["status"], update["visibility"]) == ("published", "public")
+    await world.events.transition(as_user("owner"), event_id, "unpublish")
+    [back] = await world.published("event.unpublished", event_id)
+    assert back["status"] == "draft"
+    assert datetime.fromisoformat(back["updated_at"]) > datetime.fromisoformat(
+        update["updated_at"])

@@ -12,9 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from actors.client import InventoryClient
 from cluster.settings import Settings
+from messaging.consumer import ConsumerRuntime
+from messaging.envelope import Envelope
+from messaging.outbox import outbox_for
 from serve.common.context import Identity, RequestContext
 from serve.events.service import EventUseCases
 from serve.gateway.app import create_app
@@ -72,7 +76,7 @@ async def ready_cover(w: World, role: str = "owner", org: str = "mine") -> str:
     assert created.status_code == 201, created.text
     await w.media.media.settle()
     media_id = str(created.json()["id"])
-    got = (await w.http.get(f"/api/v1/media/{media_id}")).json()
+    got = (await w.http.get(f"/api/v1/media/{media_id}", headers=w.h(role))).json()
     assert got["status"] == "ready", got
     return media_id
 
@@ -134,3 +138,88 @@ async def test_invalid_covers_are_422(world: World) -> None:
                                json=event_body(w, organization_id=w.other_org,
                                                cover_media_id=ours))
     assert stolen.status_code == 422
+
+
+async def event_messages(w: CoverWorld, event_id: str) -> list[Envelope]:
+    """The event service's outbox messages about one event, oldest first."""
+    outbox = outbox_for("event")
+    async with w.events.sessions() as session:
+        rows = (await session.execute(select(outbox.c.envelope).where(
+            outbox.c.aggregate_id == event_id).order_by(outbox.c.id))).scalars().all()
+    return [Envelope.model_validate(r) for r in rows]
+
+
+async def consume(w: CoverWorld, event_id: str) -> list[Envelope]:
+    """Deliver the event's messages to the media service's consumer (its inbox skips those it
+    has already applied), as the relay does."""
+    consumer = ConsumerRuntime("media", w.media.sessions, w.media.message_handlers())
+    messages = await event_messages(w, event_id)
+    await consumer.deliver(messages)
+    return messages
+
+
+async def readers(w: CoverWorld, media_id: str) -> dict[str, tuple[int, int]]:
+    """role -> (GET /media/{id}, GET /media/{id}/url) status codes."""
+    out = {}
+    for role in ("anonymous", "other_owner", "owner", "admin"):
+        got = await w.http.get(f"/api/v1/media/{media_id}", headers=w.h(role))
+        link = await w.http.get(f"/api/v1/media/{media_id}/url", headers=w.h(role),
+                                params={"variant": "thumb"})
+        out[role] = (got.status_code, link.status_code)
+    return out
+
+
+PRIVATE = {"anonymous": (404, 404), "other_owner": (404, 404), "owner": (200, 200),
+           "admin": (200, 200)}
+PUBLIC = dict.fromkeys(PRIVATE, (200, 200))
+
+
+async def test_cover_is_public_only_while_its_event_is_published_and_public(
+        world: CoverWorld) -> None:
+    w = world
+    cover = await ready_cover(w)
+    assert await readers(w, cover) == PRIVATE  # attached to no event
+    created = await w.http.post("/api/v1/events", headers=w.h("owner"),
+                                json=event_body(w, cover_media_id=cover))
+    assert created.status_code == 201, created.text
+    event_id = created.json()["id"]
+    await consume(w, event_id)
+    assert await readers(w, cover) == PRIVATE  # a draft's cover
+    await w.events.transition(owner_ctx(w), event_id, "publish")
+    [*_, published] = await consume(w, event_id)
+    assert published.type == "event.published"
+    assert published.data["status"] == "published" and published.data["visibility"] == "public"
+    assert await readers(w, cover) == PUBLIC
+    # BOLA: readable is not deletable
+    assert (await w.http.delete(f"/api/v1/media/{cover}",
+                                headers=w.h("other_owner"))).status_code == 403
+    await w.events.transition(owner_ctx(w), event_id, "unpublish")
+    [*_, unpublished] = await consume(w, event_id)
+    assert unpublished.type == "event.unpublished"
+    assert await readers(w, cover) == PRIVATE
+    # the older "published" message arriving again (a new delivery of it) changes nothing
+    consumer = ConsumerRuntime("media", w.media.sessions, w.media.message_handlers())
+    await consumer.deliver([published.model_copy(update={"id": uuid.uuid4()})])
+    assert await readers(w, cover) == PRIVATE
+    await w.events.transition(owner_ctx(w), event_id, "publish")
+    await consume(w, event_id)
+    assert await readers(w, cover) == PUBLIC
+    # a new cover of a published event is public at once; the old one is private again
+    second = await ready_cover(w)
+    changed = await w.http.put(f"/api/v1/events/{event_id}", headers=w.h("owner"),
+                               json={"cover_media_id": second})
+    assert changed.status_code == 200, changed.text
+    assert await readers(w, second) == PUBLIC
+    assert await readers(w, cover) == PRIVATE
+    await w.events.transition(owner_ctx(w), event_id, "cancel")
+    [*_, cancelled] = await consume(w, event_id)
+    assert cancelled.type == "event.cancelled"
+    assert await readers(w, second) == PRIVATE
+
+
+async def test_avatars_are_readable_by_anyone(world: CoverWorld) -> None:
+    w = world
+    created = await upload(w, files.jpeg(200, 200), purpose="avatar", org=None)
+    assert created.status_code == 201, created.text
+    await w.media.media.settle()
+    assert await readers(w, created.json()["id"]) == PUBLIC

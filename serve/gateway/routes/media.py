@@ -144,8 +144,10 @@ async def upload(request: Request, ctx: UserContext, services: ServicesDep) -> A
     purpose = parts.fields.get("purpose")
     if not purpose:
         raise BadRequest("the purpose field is missing", slug="purpose-required")
+    data = bytes(parts.file)
+    parts.file.clear()  # one copy of the file is held while the media replica works on it
     return await services.media.upload(ctx, purpose, parts.fields.get("organization_id") or None,
-                                       parts.file_name, parts.file_type, bytes(parts.file))
+                                       parts.file_name, parts.file_type, data)
 
 
 @router.get("/media/{media_id}", response_model=MediaOut, summary="A medium and its variants")
