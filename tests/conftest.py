@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from cluster.settings import Settings
+from tests.fakes.server import running
+from tests.fakes.telegram_api import FakeTelegram, create_app
 
 REQUIRE = os.environ.get("AFISHA_REQUIRE_SERVICES") == "1"
 PG_ADMIN_URL = os.environ.get("AFISHA_TEST_DATABASE_URL",
@@ -144,3 +146,15 @@ def make_settings(**values: object) -> Settings:
     return Settings.model_validate(values)
 
 
+
+
+@pytest.fixture(scope="session")
+def bot_api() -> Iterator[FakeTelegram]:
+    """The Bot API double the platform's notification service talks to: on a free port, or on
+    ``AFISHA_E2E_BOT_API_PORT``, where a platform deployed beforehand (make cluster) looks for
+    it."""
+    fake = FakeTelegram()
+    port = int(os.environ.get("AFISHA_E2E_BOT_API_PORT") or 0) or None
+    with running(create_app(fake), port) as url:
+        fake.url = url
+        yield fake

@@ -17,8 +17,7 @@ import pytest
 
 from cluster.ports import free_port, serve_private_ports, wait_until_healthy
 from tests.conftest import new_database
-from tests.fakes.server import running
-from tests.fakes.telegram_api import FakeTelegram, create_app
+from tests.fakes.telegram_api import FakeTelegram
 
 # Known to the tests so they can mint access tokens for users the platform has not seen.
 E2E_JWT_SECRET = "e2e-" + "0123456789abcdef" * 4
@@ -52,15 +51,6 @@ def platform_database(pg_server: str) -> Iterator[str]:
         return
     with new_database(pg_server, "e2e") as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-def bot_api() -> Iterator[FakeTelegram]:
-    """The Bot API double the platform's notification service talks to."""
-    fake = FakeTelegram()
-    with running(create_app(fake)) as url:
-        fake.url = url
-        yield fake
 
 
 @pytest.fixture(scope="session")

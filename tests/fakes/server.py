@@ -14,9 +14,10 @@ from cluster.ports import free_port
 
 
 @contextmanager
-def running(app: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 and yield its base URL; stop it on exit."""
-    port = free_port()
+def running(app: Any, port: int | None = None) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (on ``port``, else a free one) and yield its base URL; stop
+    it on exit."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -32,6 +32,8 @@ from cluster.ports import free_port, serve_private_ports, wait_until_healthy
 from cluster.serve_config import SERVE_ENV
 from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, new_database
 from tests.e2e.conftest import ADMIN_EMAIL, E2E_JWT_SECRET, _delete_topology
+from tests.fakes.server import running
+from tests.fakes.telegram_api import FakeTelegram, create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_CPUS = 1  # logical CPUs per node: three nodes share this machine's two cores
@@ -39,7 +41,7 @@ FIRST = ["tests/multinode/test_placement.py"]
 LAST = ["tests/multinode/test_node_failure.py"]  # removes a worker node
 
 
-def deploy_env(database: str, port: int, exchange: str, work: Path,
+def deploy_env(database: str, port: int, exchange: str, work: Path, bot_api_port: int,
                gateway_replicas: int = 2) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
     env.update({
@@ -51,6 +53,10 @@ def deploy_env(database: str, port: int, exchange: str, work: Path,
         "AFISHA_PAYMENT_PROVIDER": "sandbox", "AFISHA_SANDBOX_WEBHOOK_SECRET": "s" * 48,
         "AFISHA_RATE_LIMIT_AUTH_PER_MINUTE": "0", "AFISHA_RATE_LIMIT_RESERVE_PER_MINUTE": "0",
         "AFISHA_RATE_LIMIT_DEFAULT_PER_MINUTE": "0", "AFISHA_ADMIN_EMAILS": ADMIN_EMAIL,
+        # The Bot API double: the harness runs one while it deploys, the tests' own (bot_api,
+        # on the same port) afterwards.
+        "AFISHA_TELEGRAM_BOT_TOKEN": FakeTelegram.token,
+        "AFISHA_TELEGRAM_API_URL": f"http://127.0.0.1:{bot_api_port}",
         # Placement: one proxy (three nodes here share one address), gateway replicas and
         # inventory hosts spread, consumers on the workers.
         "AFISHA_PROXY_LOCATION": "HeadOnly", "AFISHA_GATEWAY_REPLICAS": str(gateway_replicas),
@@ -70,6 +76,7 @@ class Deployed:
     address: str
     log: Path
     nodes_file: Path  # the worker nodes' process ids, by node id
+    bot_api_port: int  # where the platform expects the Bot API
 
 
 def node_pids(node: Any) -> list[int]:
@@ -107,25 +114,29 @@ def deployed(gateway_replicas: int = 2) -> Iterator[Deployed]:
               f"head {cluster.head_node.node_id[:8]}, workers "
               f"{', '.join(n.node_id[:8] for n in workers)}", flush=True)
         with new_database(PG_ADMIN_URL, "cluster") as database:
-            env = deploy_env(database, port, exchange, work, gateway_replicas)
-            log = work / "afisha-deploy.log"
-            begun = time.monotonic()
-            with log.open("wb") as out:
-                done = subprocess.run(
-                    [sys.executable, "-m", "cluster.cli", "deploy", "--address", cluster.address],
-                    env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT, timeout=600)
-            if done.returncode != 0:
-                raise RuntimeError(f"afisha deploy exited with {done.returncode}:\n"
-                                   + log.read_text()[-4000:])
-            base_url = f"http://127.0.0.1:{port}"
-            probe = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-            try:
-                wait_until_healthy(probe, f"{base_url}/actuator/health", limit_s=120)
-            finally:
-                probe.kill()
-                probe.wait()
+            bot_api_port = free_port()
+            env = deploy_env(database, port, exchange, work, bot_api_port, gateway_replicas)
+            with running(create_app(FakeTelegram()), bot_api_port):  # health asks getMe
+                log = work / "afisha-deploy.log"
+                begun = time.monotonic()
+                with log.open("wb") as out:
+                    done = subprocess.run(
+                        [sys.executable, "-m", "cluster.cli", "deploy", "--address",
+                         cluster.address],
+                        env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT, timeout=600)
+                if done.returncode != 0:
+                    raise RuntimeError(f"afisha deploy exited with {done.returncode}:\n"
+                                       + log.read_text()[-4000:])
+                base_url = f"http://127.0.0.1:{port}"
+                probe = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+                try:
+                    wait_until_healthy(probe, f"{base_url}/actuator/health", limit_s=120)
+                finally:
+                    probe.kill()
+                    probe.wait()
             print(f"afisha deploy: healthy in {time.monotonic() - begun:.1f}s", flush=True)
-            yield Deployed(base_url, database, exchange, cluster.address, log, nodes_file)
+            yield Deployed(base_url, database, exchange, cluster.address, log, nodes_file,
+                           bot_api_port)
     finally:
         cluster.shutdown()  # only this cluster's processes (those already killed are skipped)
         asyncio.run(_delete_topology(AMQP_URL, exchange))
@@ -141,7 +152,8 @@ def main(pytest_args: list[str]) -> int:
                         "AFISHA_E2E_EXCHANGE": platform.exchange,
                         "AFISHA_E2E_LOG": str(platform.log),
                         "AFISHA_E2E_RAY_ADDRESS": platform.address,
-                        "AFISHA_E2E_CLUSTER_NODES": str(platform.nodes_file)}
+                        "AFISHA_E2E_CLUSTER_NODES": str(platform.nodes_file),
+                        "AFISHA_E2E_BOT_API_PORT": str(platform.bot_api_port)}
             tests = subprocess.run(
                 [sys.executable, "-m", "pytest", *FIRST, *suites, *LAST, *pytest_args],
                 env=test_env, cwd=ROOT)
