@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     inventory_batch_window_ms: float = Field(default=2, ge=0)
     inventory_client_batch_ms: float = Field(default=2, ge=0)
     inventory_num_cpus: float = Field(default=0, ge=0)
+    # Idempotency keys an event's owner keeps in memory (the newest); a retry of an older key
+    # is answered from Postgres.
+    inventory_keys_in_memory: int = Field(default=10_000, ge=1)
+    # Entries of each in-memory map a replica keeps of what requests bring (events it has seen,
+    # verified tokens, inventory host handles, in-process rate-limit and login counters): the
+    # least recently used leave first and are looked up again when needed.
+    memory_cache_entries: int = Field(default=100_000, ge=1)
     reservation_sweep_seconds: float = Field(default=30, gt=0)
     # event.reminder is published this many minutes before an event starts (comma-separated).
     event_reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
