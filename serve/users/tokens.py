@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from cluster.settings import Settings
+from cluster.settings import Settings, reveal
 from serve.common.bounded import BoundedDict
 from serve.common.context import Identity
 from serve.common.errors import Unauthorized
@@ -35,13 +35,14 @@ def algorithm(settings: Settings) -> str:
 
 
 def _signing_key(settings: Settings) -> str:
-    return str(settings.jwt_secret if settings.jwt_algorithm == "HS256"
-               else settings.jwt_private_key)
+    return str(reveal(settings.jwt_secret if settings.jwt_algorithm == "HS256"
+                      else settings.jwt_private_key))
 
 
 def _verification_key(settings: Settings) -> str:
-    return str(settings.jwt_secret if settings.jwt_algorithm == "HS256"
-               else settings.jwt_public_key)
+    if settings.jwt_algorithm == "HS256":
+        return str(reveal(settings.jwt_secret))
+    return str(settings.jwt_public_key)
 
 
 def issue(settings: Settings, subject: str, token_type: str, ttl_seconds: int,

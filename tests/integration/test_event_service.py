@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from actors.client import InventoryClient
@@ -99,8 +100,8 @@ class World:
 
 @pytest.fixture
 async def world(migrated_settings: Settings) -> Any:
-    w = World(migrated_settings.model_copy(update={"jwt_secret": "s" * 40,
-                                                   "ticket_signing_key": "k" * 40,
+    w = World(migrated_settings.model_copy(update={"jwt_secret": SecretStr("s" * 40),
+                                                   "ticket_signing_key": SecretStr("k" * 40),
                                                    "reservation_ttl_seconds": 2}))
     yield w
     await w.engine.dispose()
