@@ -13,6 +13,7 @@ from typing import Any
 from actors import shards
 from actors.batching import ReserveBatcher
 from cluster.settings import Settings
+from serve.common.bounded import BoundedDict
 from serve.common.errors import ProblemError, ServiceUnavailable
 
 ATTEMPTS = 8
@@ -24,9 +25,12 @@ class InventoryClient:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.settings = Settings.from_runtime(config)
-        self._handles: dict[str, Any] = {}
+        size = self.settings.memory_cache_entries
+        self._handles: BoundedDict[str, Any] = BoundedDict(size)
         self._creating: dict[str, asyncio.Future[Any]] = {}
-        self._hot: set[str] = set()  # events this client has seen on hosts of their own
+        # Events this client has seen on hosts of their own (a forgotten one is routed to its
+        # shared host, which refuses it as moved, and is learned again).
+        self._hot: BoundedDict[str, bool] = BoundedDict(size)
         try:
             url = self.settings.database_url_for("event")
         except LookupError:  # no database yet: the hosts will refuse to start anyway
@@ -46,9 +50,7 @@ class InventoryClient:
         if host == shards.hot_host_name(event_id):
             self._hot.discard(event_id)
         else:
-            if len(self._hot) > 10_000:
-                self._hot.clear()
-            self._hot.add(event_id)
+            self._hot[event_id] = True
 
     async def ahandle(self, host: str) -> Any:
         """The host's handle without blocking the event loop: finding or creating a named
@@ -62,8 +64,14 @@ class InventoryClient:
             self._creating[host] = creating
             creating.add_done_callback(lambda _: self._creating.pop(host, None))
         handle = await asyncio.shield(creating)
-        self._handles.setdefault(host, handle)
-        return handle
+        return self._keep(host, handle)
+
+    def _keep(self, host: str, handle: Any) -> Any:
+        """The handle kept for ``host``: one found meanwhile wins over ``handle``."""
+        kept = self._handles.get(host)
+        if kept is None:
+            self._handles[host] = kept = handle
+        return kept
 
     def _create(self, host: str) -> Any:
         import ray
@@ -87,7 +95,8 @@ class InventoryClient:
         """Create the shared hosts now (blocking: from a thread), so no sale waits for one."""
         for index in range(self.settings.inventory_hosts):
             host = shards.host_name(index)
-            self._handles.setdefault(host, self._create(host))
+            if host not in self._handles:
+                self._keep(host, self._create(host))
 
     # --- calls ---
     async def reserve(self, event_id: str, user_id: str, ticket_type_id: str, quantity: int,
@@ -193,7 +202,7 @@ class InventoryClient:
         ahead of the sale). Returns the owner's counts and where it lives."""
         old = self.host_of(event_id)
         if hot:
-            self._hot.add(event_id)
+            self._hot[event_id] = True
         else:
             self._hot.discard(event_id)
         if old != self.host_of(event_id):

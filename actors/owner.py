@@ -25,6 +25,7 @@ from actors import store
 from actors.store import NewRegistration
 from cluster.settings import Settings
 from messaging.outbox import UnitOfWork
+from serve.common.bounded import BoundedDict
 from serve.common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from serve.events.domain import (
     RegistrationStatus,
@@ -66,8 +67,14 @@ class EventOwner:
         self.catalogue = catalogue
         self.inv = inv
         self.hold_owner = hold_owner  # reservation id -> registration id
-        # (user, Idempotency-Key) -> the answer being written, or the registration id.
-        self.by_key: dict[tuple[str, str], asyncio.Future[dict[str, Any]] | str] = dict(keys)
+        # (user, Idempotency-Key) -> the answer being written, or the registration id: the
+        # newest keys only (AFISHA_INVENTORY_KEYS_IN_MEMORY); older ones are asked of Postgres.
+        limit = host.settings.inventory_keys_in_memory
+        self.by_key: BoundedDict[tuple[str, str], asyncio.Future[dict[str, Any]] | str] = (
+            BoundedDict(limit))
+        for key, registration_id in keys.items():
+            self.by_key[key] = registration_id
+        self.loaded_every_key = len(keys) < limit
         self.mutate = asyncio.Lock()
         self.in_flight = 0
         self.last_used = time.monotonic()
@@ -83,7 +90,8 @@ class EventOwner:
                 return None
             inv = Inventory()
             owners = await store.load_inventory(session, event_id, catalogue, inv)
-            keys = await store.load_keys(session, event_id)
+            keys = await store.load_keys(session, event_id,
+                                         host.settings.inventory_keys_in_memory)
         owner = cls(host, event_id, catalogue, inv, owners, keys)
         for hold in inv.holds.values():
             host.schedule(event_id, hold)
@@ -130,6 +138,26 @@ class EventOwner:
         key = (user_id, idempotency_key) if idempotency_key else None
         if key and key in self.by_key:
             return await self._replay(key)
+        try:
+            return await self._reserve(user_id, ticket_type_id, quantity, payment_mode,
+                                       idempotency_key, correlation_id)
+        except (Conflict, Forbidden, NotFound):
+            # A refusal may be the retry of a key this owner no longer keeps in memory (the
+            # database refuses a key twice, so a retried success lands here too).
+            earlier = await self._stored(key) if key and self.forgets_keys else None
+            if earlier is None:
+                raise
+            return earlier
+
+    @property
+    def forgets_keys(self) -> bool:
+        """Whether some idempotency keys of this event are in Postgres only."""
+        return not self.loaded_every_key or self.by_key.evicted > 0
+
+    async def _reserve(self, user_id: str, ticket_type_id: str, quantity: int,
+                       payment_mode: str, idempotency_key: str | None,
+                       correlation_id: str) -> dict[str, Any]:
+        key = (user_id, idempotency_key) if idempotency_key else None
         if ticket_type_id not in self.catalogue.rules:
             raise NotFound(f"no ticket type {ticket_type_id} for event {self.event_id}")
         if self.catalogue.event["visibility"] == "group":
@@ -161,6 +189,17 @@ class EventOwner:
         self._answer(decision, answer)
         return await answer
 
+    async def _stored(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """The registration of this event that ``key`` produced, as Postgres has it."""
+        async with self.host.sessions() as session:
+            registration_id = await store.load_key(session, *key)
+            row = (await store.load_registration(session, registration_id)
+                   if registration_id else None)
+        if row is None or row["event_id"] != self.event_id:
+            return None
+        self.by_key[key] = row["id"]
+        return registration_view(row)
+
     def _decide(self, user_id: str, ticket_type_id: str, quantity: int, payment_mode: str,
                 idempotency_key: str | None, correlation_id: str,
                 ttl_seconds: float) -> NewRegistration:
@@ -188,8 +227,9 @@ class EventOwner:
     async def _replay(self, key: tuple[str, str]) -> dict[str, Any]:
         """The registration an idempotency key already produced on this event.
 
-        Every key of this event is in memory (loaded on activation, added on each decision),
-        so this reads the database only to answer a retry whose first answer was lost."""
+        The newest keys of this event are in memory (loaded on activation, added on each
+        decision), so this reads the database only to answer a retry whose first answer was
+        lost; a key older than those is found by ``_stored`` when its retry is refused."""
         earlier = self.by_key[key]
         if isinstance(earlier, asyncio.Future):
             return await asyncio.shield(earlier)

@@ -111,14 +111,25 @@ async def is_group_member(session: AsyncSession, group_id: str, user_id: str) ->
     return found is not None
 
 
-async def load_keys(session: AsyncSession, event_id: str) -> dict[tuple[str, str], str]:
-    """(user, Idempotency-Key) -> registration, for the registrations of one event."""
+async def load_keys(session: AsyncSession, event_id: str,
+                    limit: int) -> dict[tuple[str, str], str]:
+    """(user, Idempotency-Key) -> registration for the newest ``limit`` keyed registrations
+    of one event, oldest first."""
     rows = await session.execute(
         select(idempotency_keys.c.user_id, idempotency_keys.c.key,
                idempotency_keys.c.registration_id)
         .join(registrations, registrations.c.id == idempotency_keys.c.registration_id)
-        .where(registrations.c.event_id == event_id))
-    return {(r.user_id, r.key): r.registration_id for r in rows.all()}
+        .where(registrations.c.event_id == event_id)
+        .order_by(idempotency_keys.c.created_at.desc()).limit(limit))
+    return {(r.user_id, r.key): r.registration_id for r in reversed(rows.all())}
+
+
+async def load_key(session: AsyncSession, user_id: str, key: str) -> str | None:
+    """The registration a user's Idempotency-Key produced, on any event."""
+    found = await session.scalar(
+        select(idempotency_keys.c.registration_id)
+        .where(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key))
+    return None if found is None else str(found)
 
 
 async def write_offer(sessions: async_sessionmaker[AsyncSession], offer: NewRegistration,
@@ -247,14 +258,24 @@ async def end_reservation(uow: UnitOfWork, reservation_id: str, status: str) -> 
     return result.first() is not None
 
 
-async def overdue_events(session: AsyncSession, grace_seconds: float) -> list[str]:
-    """Events with holds past their expiry by more than ``grace_seconds`` (the safety sweep)."""
+async def overdue_holds(session: AsyncSession, grace_seconds: float) -> dict[str, list[str]]:
+    """Holds past their expiry by more than ``grace_seconds`` (the safety sweep), by event."""
     rows = await session.execute(
-        select(reservations.c.event_id).distinct()
+        select(reservations.c.event_id, reservations.c.id)
         .where(reservations.c.status == "held",
                reservations.c.expires_at < func.now() - func.make_interval(
                    0, 0, 0, 0, 0, 0, grace_seconds)))
-    return [r[0] for r in rows.all()]
+    found: dict[str, list[str]] = {}
+    for event_id, hold_id in rows.all():
+        found.setdefault(event_id, []).append(hold_id)
+    return found
+
+
+async def count_expired(session: AsyncSession, hold_ids: list[str]) -> int:
+    """How many of ``hold_ids`` have expired."""
+    return int(await session.scalar(
+        select(func.count()).select_from(reservations)
+        .where(reservations.c.id.in_(hold_ids), reservations.c.status == "expired")) or 0)
 
 
 async def acquire_fences(sessions: async_sessionmaker[AsyncSession], scopes: list[str],

@@ -38,6 +38,7 @@ import asyncpg
 import httpx
 import psutil
 import ray
+from pydantic import SecretStr
 from sqlalchemy import insert, text
 
 from actors import shards
@@ -264,8 +265,8 @@ async def admin(url: str, sql: str) -> None:
 def run_http(settings: Settings, url: str, args: argparse.Namespace) -> None:
     process, base_url = start_platform(url)
     try:
-        hot = asyncio.run(http_hot_event(settings.model_copy(update={"jwt_secret": SECRET}),
-                                         base_url, args.clients, args.seconds))
+        signed = settings.model_copy(update={"jwt_secret": SecretStr(SECRET)})
+        hot = asyncio.run(http_hot_event(signed, base_url, args.clients, args.seconds))
         print(f"hot event over HTTP, {args.clients} clients, {args.seconds:.0f} s: "
               f"{hot['reservations']:.0f} reservations ({hot['failures']:.0f} failed), "
               f"{hot['per_s']:.0f}/s, p50 {hot['p50_ms']:.1f} ms, p99 {hot['p99_ms']:.1f} ms",

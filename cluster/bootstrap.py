@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from cluster.app import SERVE_ENV, build_app
 from cluster.embedded import EmbeddedPostgres
@@ -56,11 +57,12 @@ def resolve_secrets(settings: Settings) -> Settings:
     sandbox webhook secret) in the data directory. ``afisha deploy`` never does."""
     updates = {}
     if settings.jwt_algorithm == "HS256" and not settings.jwt_secret:
-        updates["jwt_secret"] = _kept_secret(settings.data_dir / "jwt_secret")
+        updates["jwt_secret"] = SecretStr(_kept_secret(settings.data_dir / "jwt_secret"))
     if not settings.ticket_signing_key:
-        updates["ticket_signing_key"] = _kept_secret(settings.data_dir / "ticket_key")
+        updates["ticket_signing_key"] = SecretStr(_kept_secret(settings.data_dir / "ticket_key"))
     if not settings.sandbox_webhook_secret:
-        updates["sandbox_webhook_secret"] = _kept_secret(settings.data_dir / "sandbox_secret")
+        updates["sandbox_webhook_secret"] = SecretStr(
+            _kept_secret(settings.data_dir / "sandbox_secret"))
     return settings.model_copy(update=updates) if updates else settings
 
 

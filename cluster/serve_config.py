@@ -11,9 +11,17 @@ from files in ``AFISHA_SECRETS_DIR`` (one file a setting, named like its variabl
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from cluster.settings import APP_NAME, GATEWAY_DEPLOYMENT, SERVICES, Settings, deployment_of
+from cluster.settings import (
+    APP_NAME,
+    GATEWAY_DEPLOYMENT,
+    SERVICES,
+    URL_FIELDS,
+    Settings,
+    deployment_of,
+    has_password,
+    secret_fields,
+)
 
 IMPORT_PATH = "cluster.app:from_environment"
 DEPLOYMENTS = (GATEWAY_DEPLOYMENT, *(deployment_of(s) for s in SERVICES))
@@ -22,20 +30,10 @@ DEPLOYMENTS = (GATEWAY_DEPLOYMENT, *(deployment_of(s) for s in SERVICES))
 BUSY_SERVICES = ("event", "payment", "analytics")
 # Services that only consume or serve downstream work: what may leave the hot-path nodes.
 CONSUMER_SERVICES = ("payment", "notification", "media", "analytics")
-SECRET_FIELDS = frozenset({
-    "jwt_secret", "jwt_private_key", "ticket_signing_key", "sandbox_webhook_secret",
-    "yookassa_secret_key", "s3_access_key", "s3_secret_key", "telegram_bot_token",
-    "metrics_token"})
-URL_FIELDS = frozenset({"database_url", "amqp_url", "redis_url",
-                        *(f"{s}_database_url" for s in SERVICES)})
+SECRET_FIELDS = frozenset(secret_fields())
 # Environment of Serve's processes: throughput mode and a once-a-second controller loop.
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
              "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1"}
-
-
-def has_password(url: str) -> bool:
-    parts = urlsplit(url)
-    return bool(parts.password) or "password" in parse_qs(parts.query)
 
 
 def is_secret(field: str, value: Any) -> bool:

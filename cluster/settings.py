@@ -11,8 +11,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("user", "event", "payment", "notification", "media", "analytics")
@@ -21,6 +22,11 @@ SERVICES: tuple[str, ...] = ("user", "event", "payment", "notification", "media"
 # embedded transport finds the consuming replicas by them).
 APP_NAME = "afisha"
 GATEWAY_DEPLOYMENT = "Gateway"
+
+
+# Settings that may carry a password inside a URL: kept as text, shown without the password.
+URL_FIELDS = frozenset({"database_url", "amqp_url", "redis_url",
+                        *(f"{s}_database_url" for s in SERVICES)})
 
 
 def deployment_of(service: str) -> str:
@@ -72,8 +78,8 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(default=168, gt=0)
     redis_url: str | None = None
     s3_endpoint: str | None = None
-    s3_access_key: str | None = None
-    s3_secret_key: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
     s3_bucket: str = "afisha-media"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
@@ -86,8 +92,8 @@ class Settings(BaseSettings):
     media_orphan_hours: float = Field(default=24, gt=0)
     media_sweep_seconds: float = Field(default=3600, gt=0)
     # Signs the local store's /media-files URLs (falls back to the JWT secret).
-    media_signing_key: str | None = None
-    telegram_bot_token: str | None = None
+    media_signing_key: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
     telegram_bot_username: str = "afisha_bot"
     telegram_api_url: str = "https://api.telegram.org"
     # Notification sender: messages per wall-clock second over the whole cluster (Telegram
@@ -95,18 +101,18 @@ class Settings(BaseSettings):
     telegram_max_per_second: int = Field(default=25, ge=1)
     notification_batch_size: int = Field(default=100, ge=1)
     notification_poll_seconds: float = Field(default=0.5, gt=0)
-    telegram_webhook_secret: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
 
     # Identity.
     admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
     jwt_algorithm: Literal["HS256", "RS256", "ES256", "EdDSA"] = "HS256"
-    jwt_secret: str | None = None
-    jwt_private_key: str | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_private_key: SecretStr | None = None
     jwt_public_key: str | None = None
     jwt_issuer: str = "afisha"
     jwt_audience: str = "afisha-api"
     # Signs ticket codes (their QR), apart from the JWT key so rotating that key keeps tickets.
-    ticket_signing_key: str | None = None
+    ticket_signing_key: SecretStr | None = None
     access_token_ttl_seconds: int = Field(default=900, ge=30)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     telegram_auth_max_age_seconds: int = Field(default=24 * 3600, ge=1)
@@ -140,6 +146,13 @@ class Settings(BaseSettings):
     inventory_batch_window_ms: float = Field(default=2, ge=0)
     inventory_client_batch_ms: float = Field(default=2, ge=0)
     inventory_num_cpus: float = Field(default=0, ge=0)
+    # Idempotency keys an event's owner keeps in memory (the newest); a retry of an older key
+    # is answered from Postgres.
+    inventory_keys_in_memory: int = Field(default=10_000, ge=1)
+    # Entries of each in-memory map a replica keeps of what requests bring (events it has seen,
+    # verified tokens, inventory host handles, in-process rate-limit and login counters): the
+    # least recently used leave first and are looked up again when needed.
+    memory_cache_entries: int = Field(default=100_000, ge=1)
     reservation_sweep_seconds: float = Field(default=30, gt=0)
     # event.reminder is published this many minutes before an event starts (comma-separated).
     event_reminder_offsets_minutes: Annotated[list[int], NoDecode] = Field(
@@ -163,7 +176,7 @@ class Settings(BaseSettings):
     # /actuator/prometheus answers requests from these networks, or bearing this token.
     metrics_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"])
-    metrics_token: str | None = None
+    metrics_token: SecretStr | None = None
     # Largest request body the gateway reads (413 problem past it); uploads have their own limits.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Namespace of every Redis key the platform writes (rate limits, login throttling, cache).
@@ -174,10 +187,10 @@ class Settings(BaseSettings):
     # checkout lets payers mark their own payments paid); anything else must choose.
     payment_provider: Literal["sandbox", "yookassa"] | None = None
     public_url: str | None = None
-    sandbox_webhook_secret: str | None = None
+    sandbox_webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     yookassa_shop_id: str | None = None
-    yookassa_secret_key: str | None = None
+    yookassa_secret_key: SecretStr | None = None
     yookassa_api_url: str = "https://api.yookassa.ru/v3"
     remainder_due_hours_before_start: int = Field(default=48, ge=0)
     remainder_reminder_hours: int = Field(default=24, ge=0)
@@ -187,7 +200,7 @@ class Settings(BaseSettings):
 
     # Analytics: signed links to the dashboard page and to export downloads (HMAC key derived
     # from the JWT secret unless set), how long they stay valid, partitions made ahead.
-    analytics_signing_secret: str | None = None
+    analytics_signing_secret: SecretStr | None = None
     analytics_link_ttl_seconds: int = Field(default=3600, ge=60)
     analytics_partitions_ahead_months: int = Field(default=2, ge=0)
     analytics_sweep_seconds: float = Field(default=3600, gt=0)
@@ -284,12 +297,50 @@ class Settings(BaseSettings):
         return "rabbitmq" if self.amqp_url else "embedded"
 
     def to_runtime(self) -> dict[str, Any]:
-        """Plain data handed to every deployment (settings are resolved once, in the driver)."""
-        return self.model_dump(mode="json")
+        """Plain data handed to every deployment (settings are resolved once, in the driver);
+        the only place secrets are unwrapped as a whole, to travel to the replicas."""
+        data = self.model_dump(mode="json")
+        for name in secret_fields():
+            value = getattr(self, name)
+            data[name] = value.get_secret_value() if value is not None else None
+        return data
+
+    def __repr_args__(self) -> Any:
+        """What ``repr``/``str`` show: secrets as ``**********``, URLs without passwords."""
+        for name, value in super().__repr_args__():
+            yield name, (without_password(value) if name in URL_FIELDS and value else value)
 
     @classmethod
     def from_runtime(cls, data: dict[str, Any]) -> Settings:
         return cls.model_validate(data)
+
+
+def secret_fields() -> list[str]:
+    """The settings that are secrets (``SecretStr``): never logged, shown or put in a config."""
+    return [name for name, info in Settings.model_fields.items()
+            if "SecretStr" in str(info.annotation)]
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret's text, where it is used (signing, verifying, connecting)."""
+    return None if secret is None else secret.get_secret_value()
+
+
+def has_password(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.password) or "password" in parse_qs(parts.query)
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password (in the authority or a ``password`` query item) masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        user, host = netloc.rsplit("@", 1)
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = "&".join("password=***" if item.split("=", 1)[0] == "password" else item
+                     for item in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def normalize_database_url(url: str) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from cluster.settings import Settings
+from cluster.settings import Settings, reveal
 
 _KEY = re.compile(r"^[0-9a-f]{32}/[a-z]{1,16}\.[a-z0-9]{2,5}$")
 
@@ -200,7 +200,8 @@ class S3ObjectStore:
 
 
 def signing_key(settings: Settings) -> str:
-    return str(settings.media_signing_key or settings.jwt_secret or "afisha-media-dev")
+    return (reveal(settings.media_signing_key) or reveal(settings.jwt_secret)
+            or "afisha-media-dev")
 
 
 def store_for(settings: Settings) -> ObjectStore:
@@ -211,8 +212,8 @@ def store_for(settings: Settings) -> ObjectStore:
     if kind == "s3":
         if not settings.s3_endpoint:
             raise RuntimeError("AFISHA_MEDIA_STORE=s3 needs AFISHA_S3_ENDPOINT")
-        return S3ObjectStore(settings.s3_endpoint, settings.s3_access_key,
-                             settings.s3_secret_key, settings.s3_bucket, settings.s3_secure,
+        return S3ObjectStore(settings.s3_endpoint, reveal(settings.s3_access_key),
+                             reveal(settings.s3_secret_key), settings.s3_bucket, settings.s3_secure,
                              settings.s3_region)
     return LocalObjectStore(Path(settings.data_dir) / "media", signing_key(settings),
                             settings.api_base_url)

@@ -30,6 +30,7 @@ KERNEL = (
     "serve.common.context",
     "serve.common.logs",
     "serve.common.retry",
+    "serve.common.bounded",
     "serve.*.domain",
     "serve.events.inventory",
     "serve.events.views",  # plain-dict views of rows as the API answers (the owners answer so)

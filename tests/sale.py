@@ -24,9 +24,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+from messaging.catalogue import CONSUMES
 from tests.e2e.test_event_flow import auth, organization
 
 SERVICES = ("event", "payment", "notification", "analytics", "user", "media")
+CONSUMERS = tuple(CONSUMES)  # the services with a queue (and an inbox they fill)
 
 
 @dataclass
@@ -174,7 +176,17 @@ async def audit(database_url: str, event_id: str, seen: set[str], quantity: int,
                 "payments": {r["r"]: r["n"] for r in payments},
                 "registrations": len(rows), "unsent": unsent,
             }
-            settled = (unsent == 0 and len(result["payments"]) == len(live))
+            twice = 0
+            for service in CONSUMERS:  # each message applied once by each consumer
+                twice += int(await conn.fetchval(
+                    f"SELECT count(*) - count(DISTINCT message_id) FROM {service}_service.inbox"))
+            reserved = int(await conn.fetchval(
+                "SELECT coalesce(sum(reservations), 0) FROM analytics_service.rollup_hourly "
+                "WHERE event_id = lower($1)", event_id))
+            result |= {"inbox_twice": twice,
+                       "analytics_reservations": reserved - sum(r["quantity"] for r in rows)}
+            settled = (unsent == 0 and len(result["payments"]) == len(live)
+                       and result["analytics_reservations"] == 0)
             if settled or time.monotonic() > deadline:
                 result["settled"] = settled
                 return result
@@ -187,7 +199,8 @@ def verdict(result: dict[str, Any]) -> str:
     """``ok`` when the audit found nothing wrong, else what it found."""
     doubled = sum(1 for n in result["payments"].values() if n != 1)
     clean = result["settled"] and not (result["oversold"] or result["missing"]
-                                       or result["unseen"] or doubled)
+                                       or result["unseen"] or doubled
+                                       or result["inbox_twice"])
     return "ok" if clean else f"FAILED {result}"
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from ray.serve.handle import DeploymentHandle
 
+from cluster.settings import reveal
 from messaging.catalogue import CONSUMES
 from messaging.consumer import Handler
 from messaging.outbox import UnitOfWork
@@ -46,8 +47,9 @@ class AnalyticsService(ServiceBase):
         timeout = self.settings.service_call_timeout_seconds
         self.event = EventClient(_caller("event", event, timeout))
         self.user = UserClient(_caller("user", user, timeout))
-        secret = (self.settings.analytics_signing_secret or self.settings.jwt_secret
-                  or self.settings.sandbox_webhook_secret or "")
+        settings = self.settings
+        secret = (reveal(settings.analytics_signing_secret) or reveal(settings.jwt_secret)
+                  or reveal(settings.sandbox_webhook_secret) or "")
         self.secret = hashlib.sha256(b"afisha-analytics-links\x00" + secret.encode()).digest()
         self.exports: set[asyncio.Task[None]] = set()
         self.sweeper: asyncio.Task[None] | None = None

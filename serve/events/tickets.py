@@ -12,12 +12,12 @@ import hashlib
 import hmac
 import io
 
-from cluster.settings import Settings
+from cluster.settings import Settings, reveal
 from serve.common.errors import Unprocessable
 
 
 def _key(settings: Settings) -> bytes:
-    secret = settings.ticket_signing_key
+    secret = reveal(settings.ticket_signing_key)
     if not secret:
         raise LookupError("ticket codes need AFISHA_TICKET_SIGNING_KEY")
     return hashlib.sha256(b"afisha-ticket:" + secret.encode()).digest()

@@ -19,7 +19,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cluster.settings import Settings
+from cluster.settings import Settings, reveal
 from serve.common.context import (
     RequestContext,
     accept_correlation_id,
@@ -188,8 +188,8 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
 
 def metrics_allowed(settings: Settings, request: Request) -> bool:
     header = request.headers.get("authorization", "")
-    if settings.metrics_token and hmac.compare_digest(
-            header.encode(), f"Bearer {settings.metrics_token}".encode()):
+    token = reveal(settings.metrics_token)
+    if token and hmac.compare_digest(header.encode(), f"Bearer {token}".encode()):
         return True
     try:
         client = ipaddress.ip_address(request.client.host if request.client else "")

@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cluster.settings import Settings
+from serve.common.bounded import BoundedDict
 from serve.common.errors import ProblemError, ServiceUnavailable, TooManyRequests
 from serve.common.logs import get_logger
 from serve.common.problems import render, status_of
@@ -77,6 +78,10 @@ class Limiter(Protocol):
     async def close(self) -> None: ...
 
 
+def _now_ms() -> float:
+    return time.monotonic() * 1000
+
+
 def _interval(limit: int) -> float:
     return PERIOD_MS / limit
 
@@ -84,25 +89,19 @@ def _interval(limit: int) -> float:
 class MemoryLimiter:
     """GCRA in the process (one gateway replica only)."""
 
-    def __init__(self) -> None:
-        self._tat: dict[str, float] = {}
-        self._hits = 0
+    def __init__(self, max_clients: int = 100_000) -> None:
+        # Each key's theoretical arrival time, forgotten once it is past (a fresh budget).
+        self._tat: BoundedDict[str, float] = BoundedDict(max_clients, clock=_now_ms)
 
     async def hit(self, key: str, limit: int) -> Decision:
-        now = time.monotonic() * 1000
+        now = _now_ms()
         interval = _interval(limit)
         tat = max(self._tat.get(key, now), now)
         allow_at = tat + interval - interval * limit
         if now < allow_at:
             return Decision(False, allow_at - now)
-        self._tat[key] = tat + interval
-        self._prune(now)
+        self._tat.set(key, tat + interval, expires_at=tat + interval)
         return Decision(True)
-
-    def _prune(self, now: float) -> None:
-        self._hits += 1
-        if self._hits % 10_000 == 0:
-            self._tat = {k: v for k, v in self._tat.items() if v > now}
 
     async def close(self) -> None:
         self._tat.clear()
@@ -134,7 +133,7 @@ class RedisLimiter:
 def build_limiter(settings: Settings) -> Limiter:
     if settings.redis_url:
         return RedisLimiter(redis_client(settings, 0.5), settings.rate_limit_fail_open)
-    return MemoryLimiter()
+    return MemoryLimiter(settings.memory_cache_entries)
 
 
 def budget(method: str, path: str) -> str | None:

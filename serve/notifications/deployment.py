@@ -13,6 +13,7 @@ from typing import Any
 from ray.serve.handle import DeploymentHandle
 from sqlalchemy import func, select
 
+from cluster.settings import reveal
 from messaging.consumer import Handler
 from serve.analytics.client import AnalyticsClient
 from serve.common.clients import ServiceClient
@@ -55,10 +56,12 @@ class NotificationService(ServiceBase):
         self.limiter: Limiter = (
             RedisLimiter(str(settings.redis_url), settings.redis_key_prefix, limits)
             if settings.redis_url else LocalLimiter(limits))
-        token = settings.telegram_bot_token
+        token = reveal(settings.telegram_bot_token)
         self.bot = BotGateway(token, settings.telegram_api_url) if token else None
-        self.secret = webhook_secret(token, settings.telegram_webhook_secret) if token else None
-        self.link_secret = settings.jwt_secret or settings.jwt_private_key or token
+        self.secret = (webhook_secret(token, reveal(settings.telegram_webhook_secret))
+                       if token else None)
+        self.link_secret = (reveal(settings.jwt_secret) or reveal(settings.jwt_private_key)
+                            or token)
         self.sender = Sender(self.sessions, settings, self.bot, self.limiter,
                              resolve_chat=self._chat_of)
         self._chats_changed = asyncio.Event()

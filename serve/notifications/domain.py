@@ -53,6 +53,10 @@ def locale_of(language_code: str | None) -> str:
 
 # --- Telegram's limits -------------------------------------------------------------------------
 
+# Chats the in-process limiter remembers before it forgets those that no longer limit a send.
+CHATS_KEPT = 10_000
+
+
 @dataclass(frozen=True)
 class Limits:
     """At most ``per_second`` messages in every wall-clock second (all chats), one per
@@ -116,7 +120,18 @@ class LimiterState:
         self.last_chat_ms[chat_id] = slot
         if group:
             self.group_sends[chat_id].append(slot)
+        if len(self.last_chat_ms) > CHATS_KEPT:
+            self.forget_idle_chats(now_ms)
         return math.ceil(slot - now_ms), ""
+
+    def forget_idle_chats(self, now_ms: int) -> None:
+        """Drop the chats whose last sends no longer limit the next one (a bot talks to any
+        number of chats over time; the limits look back one interval, or a minute in groups)."""
+        interval = self.limits.chat_interval_ms + self.limits.guard_ms
+        window = 60_000 + self.limits.guard_ms
+        self.last_chat_ms = {c: t for c, t in self.last_chat_ms.items() if now_ms - t < interval}
+        self.group_sends = {c: s for c, s in self.group_sends.items()
+                            if s and s[-1] > now_ms - window}
 
     def pause(self, now_ms: int, retry_after_seconds: float) -> None:
         """A 429 pauses the whole bot for ``retry_after`` (plus the guard)."""

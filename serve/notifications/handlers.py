@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from messaging.consumer import BatchHandler
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
+from serve.common.bounded import BoundedDict
 from serve.common.logs import get_logger
 from serve.notifications import domain, templates
 from storage.notification import chats, notifications, preferences, tickets
@@ -150,7 +151,7 @@ class NotificationHandlers:
         self.render_without_chat = render_without_chat
         # Event titles asked of the Event service, kept TITLE_SECONDS: a sale's thousands of
         # registrations of one event cost one call, not one each.
-        self.titles: dict[str, tuple[float, str]] = {}
+        self.titles: BoundedDict[str, str] = BoundedDict(TITLES_KEPT)
 
     def handlers(self) -> dict[str, Handler]:
         return {"user.registered": self.user_registered,
@@ -231,8 +232,8 @@ class NotificationHandlers:
         if fallback:
             return fallback
         kept = self.titles.get(event_id)
-        if kept is not None and kept[0] > time.monotonic():
-            return kept[1]
+        if kept is not None:
+            return kept
         if self.event_lookup is not None:
             try:
                 found = await self.event_lookup(event_id)
@@ -240,9 +241,7 @@ class NotificationHandlers:
                 log.warning("event %s details unavailable: %s", event_id, exc)
                 found = None
             if found and found.get("title"):
-                if len(self.titles) >= TITLES_KEPT:
-                    self.titles.clear()
-                self.titles[event_id] = (time.monotonic() + TITLE_SECONDS, str(found["title"]))
+                self.titles.set(event_id, str(found["title"]), time.monotonic() + TITLE_SECONDS)
                 return str(found["title"])
         return "Afisha"
 

@@ -11,6 +11,7 @@ from typing import Any
 from ray.serve.handle import DeploymentHandle
 from sqlalchemy import select
 
+from cluster.settings import reveal
 from messaging.consumer import BatchHandler, Handler
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
@@ -36,7 +37,7 @@ class PaymentService(ServiceBase):
         self.event = EventClient(ServiceClient("event", event,
                                                self.settings.service_call_timeout_seconds))
         base = self.settings.api_base_url
-        self.sandbox = SandboxProvider(str(self.settings.sandbox_webhook_secret or ""), base,
+        self.sandbox = SandboxProvider(reveal(self.settings.sandbox_webhook_secret) or "", base,
                                        self.settings.webhook_tolerance_seconds)
         self.deliverer = SandboxDeliverer(self.sessions, self.sandbox,
                                           f"{base}/api/v1/webhooks/sandbox", self.log)
@@ -46,7 +47,7 @@ class PaymentService(ServiceBase):
                                "resolve it before the payment service starts)")
         if self.settings.payment_provider == "yookassa":
             self.providers["yookassa"] = YooKassaProvider(
-                str(self.settings.yookassa_shop_id), str(self.settings.yookassa_secret_key),
+                str(self.settings.yookassa_shop_id), str(reveal(self.settings.yookassa_secret_key)),
                 self.settings.yookassa_api_url, return_url=base)
         else:
             self.providers["sandbox"] = self.sandbox

@@ -11,7 +11,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cluster.settings import Settings
+from cluster.settings import Settings, reveal
 from messaging.outbox import UnitOfWork
 from serve.common.context import Identity, RequestContext
 from serve.common.errors import Conflict, NotFound, Unauthorized
@@ -110,7 +110,8 @@ class Accounts:
             return await self._issue(session, row)
 
     def _verify_telegram(self, data: TelegramLoginIn) -> None:
-        telegram.verify(data.model_dump(exclude_none=True), self.settings.telegram_bot_token,
+        telegram.verify(data.model_dump(exclude_none=True),
+                        reveal(self.settings.telegram_bot_token),
                         time.time(), self.settings.telegram_auth_max_age_seconds)
 
     async def telegram_login(self, ctx: RequestContext, data: TelegramLoginIn) -> TokenPairOut:

@@ -18,6 +18,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cluster.settings import Settings
+from serve.common.bounded import BoundedDict
 from serve.common.errors import TooManyRequests
 from serve.common.logs import get_logger
 from serve.common.redis import connect as redis_client
@@ -42,24 +43,21 @@ return out
 
 
 class MemoryCounters:
-    def __init__(self) -> None:
-        self._counts: dict[str, tuple[int, float]] = {}
+    def __init__(self, max_keys: int = 100_000) -> None:
+        # key -> (failures, end of its window); a key leaves at the end of its window.
+        self._counts: BoundedDict[str, tuple[int, float]] = BoundedDict(max_keys)
 
     def read(self, key: str) -> tuple[int, float]:
         count, until = self._counts.get(key, (0, 0.0))
         remaining = until - time.monotonic()
         if remaining <= 0:
-            self._counts.pop(key, None)
             return 0, 0.0
         return count, remaining
 
     def increment(self, key: str, window: int) -> None:
-        if len(self._counts) >= 100_000:
-            now = time.monotonic()
-            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
         count, remaining = self.read(key)
         until = time.monotonic() + (remaining if count else window)
-        self._counts[key] = (count + 1, until)
+        self._counts.set(key, (count + 1, until), expires_at=until)
 
     def reset(self, key: str) -> None:
         self._counts.pop(key, None)
@@ -71,7 +69,7 @@ class LoginThrottle:
         self.prefix = f"{settings.redis_key_prefix}:login-failures"
         self.redis = redis if redis is not None else (
             redis_client(settings, 1) if settings.redis_url else None)
-        self.memory = MemoryCounters()
+        self.memory = MemoryCounters(settings.memory_cache_entries)
 
     def _keys(self, email: str, ip: str | None) -> list[tuple[str, int]]:
         digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]

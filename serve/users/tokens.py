@@ -15,7 +15,8 @@ from typing import Any
 
 import jwt
 
-from cluster.settings import Settings
+from cluster.settings import Settings, reveal
+from serve.common.bounded import BoundedDict
 from serve.common.context import Identity
 from serve.common.errors import Unauthorized
 
@@ -34,13 +35,14 @@ def algorithm(settings: Settings) -> str:
 
 
 def _signing_key(settings: Settings) -> str:
-    return str(settings.jwt_secret if settings.jwt_algorithm == "HS256"
-               else settings.jwt_private_key)
+    return str(reveal(settings.jwt_secret if settings.jwt_algorithm == "HS256"
+                      else settings.jwt_private_key))
 
 
 def _verification_key(settings: Settings) -> str:
-    return str(settings.jwt_secret if settings.jwt_algorithm == "HS256"
-               else settings.jwt_public_key)
+    if settings.jwt_algorithm == "HS256":
+        return str(reveal(settings.jwt_secret))
+    return str(settings.jwt_public_key)
 
 
 def issue(settings: Settings, subject: str, token_type: str, ttl_seconds: int,
@@ -76,23 +78,21 @@ def decode(settings: Settings, token: str, token_type: str) -> dict[str, Any]:
 
 
 # Verified access tokens until their ``exp`` (the gateway checks every request's token, often
-# twice: rate limit and route). Bounded: the oldest half goes when it is full.
-_VERIFIED: dict[tuple[str, ...], tuple[Identity, float]] = {}
+# twice: rate limit and route); the least recently used leave past VERIFIED_MAX.
 VERIFIED_MAX = 50_000
+_VERIFIED: BoundedDict[tuple[str, ...], Identity] = BoundedDict(
+    VERIFIED_MAX, clock=lambda: time.time())
 
 
 def identity_from_access_token(settings: Settings, token: str) -> Identity:
     key = (token, _verification_key(settings), settings.jwt_algorithm, settings.jwt_issuer,
            settings.jwt_audience)
     cached = _VERIFIED.get(key)
-    if cached is not None and time.time() < cached[1]:
-        return cached[0]
+    if cached is not None:
+        return cached
     claims = decode(settings, token, "access")
     identity = Identity(user_id=str(claims["sub"]), roles=tuple(claims.get("roles") or ()))
-    if len(_VERIFIED) >= VERIFIED_MAX:
-        for old in list(_VERIFIED)[:VERIFIED_MAX // 2]:
-            del _VERIFIED[old]
-    _VERIFIED[key] = (identity, float(claims["exp"]))
+    _VERIFIED.set(key, identity, expires_at=float(claims["exp"]))
     return identity
 
 

@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 
-from tests.e2e.conftest import RunningPlatform
+from tests.e2e.conftest import E2E_JWT_SECRET, RunningPlatform
+from tests.fakes.telegram_api import FakeTelegram
 
 DEPLOYMENTS = {"gateway", "user", "event", "payment", "notification", "media", "analytics"}
 
@@ -73,3 +74,25 @@ def test_afisha_status_prints_the_health_table(platform: RunningPlatform) -> Non
     for name in DEPLOYMENTS:
         assert name in result.stdout
     assert "DOWN" not in result.stdout
+
+
+def test_no_secret_reaches_the_log_health_or_an_error(platform: RunningPlatform,
+                                                      amqp_url: str,
+                                                      bot_api: FakeTelegram) -> None:
+    """The platform was started with the JWT secret, the bot token and the broker's password
+    in its environment; none of them shows in what it answers or in its captured log."""
+    from urllib.parse import urlsplit
+
+    secrets = [E2E_JWT_SECRET, bot_api.token]
+    password = urlsplit(amqp_url).password
+    with platform.client() as http:
+        bodies = [http.get("/actuator/health").text,
+                  http.get("/api/v1/users/me", headers={"Authorization": "Bearer x"}).text,
+                  http.get("/api/v1/no-such-thing").text]
+    log = platform.log.read_text(errors="replace")  # empty for a deployed platform
+    if platform.pid:
+        assert "afisha" in log.lower()  # the startup lines are there
+    for text in (*bodies, log):
+        assert not [s for s in secrets if s and s in text]
+        if password:
+            assert f":{password}@" not in text

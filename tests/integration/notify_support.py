@@ -67,7 +67,7 @@ class Rig:
 async def rig(settings: Settings, telegram: tuple[FakeTelegram, str] | None, *,
               per_second: int = 25, redis_url: str | None = None,
               guard_ms: int = 25) -> AsyncIterator[Rig]:
-    settings = settings.model_copy(update={
+    settings = Settings.model_validate(settings.model_dump() | {
         "telegram_max_per_second": per_second, "jwt_secret": "notify-test-secret",
         **({"telegram_bot_token": telegram[0].token, "telegram_api_url": telegram[1]}
            if telegram else {})})

@@ -5,7 +5,6 @@ the platform, and every number on it equals the JSON dashboard's."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,11 +12,10 @@ from typing import Any
 
 import pytest
 import uvicorn
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from cluster.settings import Settings
+from tests.browser import offline_chromium, resources
 from tests.integration.analytics_support import (
     BROWSER,
     History,
@@ -35,17 +33,7 @@ def free_port() -> int:
 
 
 def read_page(url: str) -> dict[str, Any]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, "install chromium and chromedriver (.ci/run does)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1200,2000", "--proxy-server=127.0.0.1:9",
-                "--proxy-bypass-list=127.0.0.1"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+    with offline_chromium() as driver:
         driver.get(url)
         figures = {e.get_attribute("data-figure"): e.text
                    for e in driver.find_elements(By.CSS_SELECTOR, "[data-figure]")}
@@ -54,12 +42,8 @@ def read_page(url: str) -> dict[str, Any]:
         svgs = driver.find_elements(By.TAG_NAME, "svg")
         sizes = [(s.size["width"], s.size["height"]) for s in svgs]
         bars = len(driver.find_elements(By.CSS_SELECTOR, "svg rect"))
-        resources = driver.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name)")
         return {"title": driver.title, "figures": figures, "funnel": funnel, "sizes": sizes,
-                "bars": bars, "resources": resources}
-    finally:
-        driver.quit()
+                "bars": bars, "resources": resources(driver)}
 
 
 @pytest.mark.timeout(180)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from actors.client import InventoryClient
@@ -35,7 +36,7 @@ from serve.events.schemas import (
 from serve.events.service import EventUseCases
 from serve.events.sweep import sweep_once
 from storage.engine import create_engine, sessionmaker
-from storage.event import waitlist_entries
+from storage.event import reservations, waitlist_entries
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 START = datetime.now(UTC) + timedelta(days=30)
@@ -99,8 +100,8 @@ class World:
 
 @pytest.fixture
 async def world(migrated_settings: Settings) -> Any:
-    w = World(migrated_settings.model_copy(update={"jwt_secret": "s" * 40,
-                                                   "ticket_signing_key": "k" * 40,
+    w = World(migrated_settings.model_copy(update={"jwt_secret": SecretStr("s" * 40),
+                                                   "ticket_signing_key": SecretStr("k" * 40),
                                                    "reservation_ttl_seconds": 2}))
     yield w
     await w.engine.dispose()
@@ -288,12 +289,21 @@ async def test_a_freed_seat_goes_to_the_waiting_list(world: World) -> None:
 
 async def test_the_sweep_expires_holds_of_a_lost_actor_exactly_once(world: World) -> None:
     import ray
+    from ray.exceptions import RayActorError
 
     event_id, tt = await world.published_event("org-sweep", quantity=3)
-    await world.inventory.call(event_id, "reserve", "jo", tt, 1)
-    ray.kill(ray.get_actor(world.inventory.host_of(event_id),
-                           namespace=world.inventory.namespace),
-             no_restart=True)
+    reg = await world.inventory.call(event_id, "reserve", "jo", tt, 1)
+    lost = ray.get_actor(world.inventory.host_of(event_id), namespace=world.inventory.namespace)
+    ray.kill(lost, no_restart=True)
+    while True:  # ray.kill returns at once: the host is lost only once it answers no more
+        try:
+            await lost.stats.remote()
+        except RayActorError:
+            break
+        await asyncio.sleep(0.05)
+    async with world.sessions() as s:  # it died before its timer could expire the hold
+        assert await s.scalar(select(reservations.c.status).where(
+            reservations.c.registration_id == reg["id"])) == "held"
     await asyncio.sleep(2.2)  # past the 2 s reservation time
     expired = await sweep_once(world.sessions, world.inventory, grace_seconds=0)
     assert expired == 1

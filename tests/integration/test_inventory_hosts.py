@@ -346,3 +346,42 @@ async def test_a_hot_event_moves_to_a_host_of_its_own(migrated_settings: Setting
                                         "available": 0}
     with pytest.raises(Conflict):
         await other.call(event_id, "reserve", "late", tt, 1)  # follows the move back too
+
+
+async def test_a_key_no_longer_in_memory_is_answered_from_postgres(
+        migrated_settings: Settings, db: Db) -> None:
+    """An owner keeps only its newest idempotency keys; the retry of an older one, refused
+    (sold out) or written twice (refused by Postgres' key), gets the first registration."""
+    event_id, tt = await db.event(quantity=4)
+    async with db.sessions.begin() as s:  # on a host of its own, so no shared host is fenced
+        await s.execute(text("UPDATE events SET hot = true WHERE id = :e"), {"e": event_id})
+    config = migrated_settings.model_copy(update={"inventory_keys_in_memory": 2}).to_runtime()
+    host = InventoryHost(config, hot_event=event_id)  # in this process
+
+    async def reserve(n: int) -> dict[str, Any]:
+        answer: dict[str, Any] = await host.call(event_id, "reserve",
+                                                 (f"u{n}", tt, 1, "full", f"key-{n}"))
+        return answer
+
+    try:
+        first = [await reserve(n) for n in range(3)]
+        owner = host.owners[event_id]
+        assert len(owner.by_key) == 2 and ("u0", "key-0") not in owner.by_key
+        # Seats remain: the retry is decided anew, refused by Postgres and answered from it.
+        assert (await reserve(0))["id"] == first[0]["id"]
+        counts = (await host.call(event_id, "ready"))["ticket_types"][tt]
+        assert counts["held"] == 3 and counts["available"] == 1  # its seat came back
+        await reserve(3)  # sold out now, and key-1 has left memory
+        assert ("u1", "key-1") not in owner.by_key
+        assert (await reserve(1))["id"] == first[1]["id"]
+        # Activated again, an owner loads only the newest keys and still answers the others.
+        assert await host.drop(event_id)
+        assert (await reserve(2))["id"] == first[2]["id"]
+        assert (await reserve(0))["id"] == first[0]["id"]
+        assert len(host.owners[event_id].by_key) == 2
+        with pytest.raises(Conflict):  # a new key is still refused when sold out
+            await reserve(9)
+        assert await db.statuses(event_id) == Counter({"pending_payment": 4})
+        assert await db.published("registration.created", event_id) == 4
+    finally:
+        await host.close()

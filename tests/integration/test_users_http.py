@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from cluster.settings import Settings
+from cluster.settings import Settings, reveal
 from messaging.outbox import outbox_for
 from serve.common.context import Identity, RequestContext
 from serve.common.errors import Forbidden, NotFound, Unauthorized
@@ -257,7 +258,7 @@ def forged(settings: Settings, key: str = "", algorithm: str = "HS256", **claims
     body = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": str(uuid.uuid4()),
             "iat": now, "nbf": now, "exp": now + 300, "typ": "access", "roles": ["admin"],
             **claims}
-    return jwt.encode(body, key or settings.jwt_secret, algorithm=algorithm)
+    return jwt.encode(body, key or reveal(settings.jwt_secret), algorithm=algorithm)
 
 
 def attack_tokens(settings: Settings, user_id: str) -> dict[str, str]:
@@ -273,7 +274,7 @@ def attack_tokens(settings: Settings, user_id: str) -> dict[str, str]:
         "wrong-iss": forged(settings, sub=user_id, iss="evil"),
         "no-typ": jwt.encode({"iss": settings.jwt_issuer, "aud": settings.jwt_audience,
                               "sub": user_id, "iat": now, "exp": now + 300},
-                             settings.jwt_secret, algorithm="HS256"),
+                             reveal(settings.jwt_secret), algorithm="HS256"),
         "refresh-as-access": tokens.issue_refresh_token(settings, user_id, str(uuid.uuid4())),
     }
 
@@ -309,7 +310,8 @@ async def test_hs256_token_signed_with_the_rs256_public_key_is_refused(
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     rs = world.settings.model_copy(update={"jwt_algorithm": "RS256", "jwt_secret": None,
-                                           "jwt_private_key": private, "jwt_public_key": public})
+                                           "jwt_private_key": SecretStr(private),
+                                           "jwt_public_key": public})
     user_id = world.user_id("outsider")
     now = int(time.time())
     claims = {"iss": rs.jwt_issuer, "aud": rs.jwt_audience, "sub": user_id, "iat": now,

@@ -30,7 +30,7 @@ def user_settings(base: Settings, redis_url: str | None, **overrides: Any) -> Se
         "redis_key_prefix": f"test-{uuid.uuid4().hex[:12]}",
         "rate_limit_auth_per_minute": 0, "rate_limit_reserve_per_minute": 0,
         "rate_limit_default_per_minute": 0, "response_cache_ttl_seconds": 0, **overrides}
-    return base.model_copy(update=values)
+    return Settings.model_validate(base.model_dump() | values)  # validated: secrets wrapped
 
 
 def admin_email(settings: Settings) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from serve.common.bounded import BoundedDict
 from serve.gateway.app import create_app
 from serve.gateway.services import Services
 from serve.users.tokens import issue_access_token
@@ -31,7 +32,7 @@ def app() -> tuple[TestClient, Recorder, Recorder]:
     fakes = {n: Recorder() for n in ("user", "payment", "notification", "media", "analytics")}
     application = create_app(SETTINGS, Services(event=event, **fakes))  # type: ignore[arg-type]
     application.state.inventory = inventory
-    application.state.known_events = set()
+    application.state.known_events = BoundedDict(100)
     return TestClient(application), event, inventory
 
 

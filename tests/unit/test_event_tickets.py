@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from serve.common.errors import Unprocessable
 from serve.events.tickets import qr_png, ticket_code, verify_ticket_code
@@ -42,7 +43,7 @@ def test_the_qr_is_a_png() -> None:
 
 def test_rotating_the_jwt_key_keeps_issued_tickets_valid() -> None:
     code = ticket_code(SETTINGS, "reg1", "ev1")
-    rotated = SETTINGS.model_copy(update={"jwt_secret": "n" * 40})
+    rotated = SETTINGS.model_copy(update={"jwt_secret": SecretStr("n" * 40)})
     assert verify_ticket_code(rotated, code) == ("reg1", "ev1")
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cluster import serve_config
 from cluster.app import DEPLOYMENTS
 from cluster.cli import app
-from cluster.settings import GATEWAY_DEPLOYMENT, Settings
+from cluster.settings import GATEWAY_DEPLOYMENT, Settings, reveal
 from tests.conftest import make_settings
 
 SECRETS = {
@@ -83,7 +83,7 @@ def test_secrets_come_from_a_mounted_directory(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "AFISHA_JWT_SECRET").write_text("from-a-file")
     monkeypatch.delenv("AFISHA_JWT_SECRET", raising=False)
-    assert Settings(_secrets_dir=tmp_path).jwt_secret == "from-a-file"
+    assert reveal(Settings(_secrets_dir=tmp_path).jwt_secret) == "from-a-file"
 
 
 def test_autoscaling_and_placement_options() -> None:

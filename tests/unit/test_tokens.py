@@ -3,6 +3,7 @@ import time
 import jwt
 import pytest
 
+from serve.common.bounded import BoundedDict
 from serve.common.errors import Unauthorized
 from serve.users import tokens
 from tests.conftest import make_settings
@@ -66,7 +67,7 @@ def test_a_verified_token_is_remembered_until_it_expires_and_only_for_its_key(
 
 
 def test_the_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens, "VERIFIED_MAX", 10)
+    monkeypatch.setattr(tokens, "_VERIFIED", BoundedDict(10, clock=tokens._VERIFIED.clock))
     for i in range(25):
         tokens.identity_from_access_token(SETTINGS, tokens.issue_access_token(SETTINGS, f"u{i}"))
     assert len(tokens._VERIFIED) <= 10

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
+from serve.common.bounded import BoundedDict
 from serve.common.context import RequestContext
 from serve.common.errors import NotFound, ProblemError
 from serve.events.schemas import (
@@ -39,7 +40,7 @@ async def inventory(request: Request) -> Any:
         from actors.client import InventoryClient
 
         state.inventory = InventoryClient(state.settings.to_runtime())
-        state.known_events = set()
+        state.known_events = BoundedDict(state.settings.memory_cache_entries)
     return state.inventory
 
 
@@ -123,29 +124,19 @@ async def register(event_id: str, ctx: UserContext, services: ServicesDep,
                    inventory: Inventory, request: Request, body: RegistrationIn,
                    idempotency_key: IdempotencyKey = None) -> Any:
     key = idempotency_key or uuid.uuid4().hex
-    known: set[str] = request.app.state.known_events
+    known: BoundedDict[str, bool] = request.app.state.known_events
     if event_id not in known:
         try:
             result = await services.event.register(ctx, event_id, body, key)
         except ProblemError as exc:
             if not isinstance(exc, NotFound):  # the event exists and is visible: go direct
-                remember(known, event_id)
+                known[event_id] = True
             raise
-        remember(known, event_id)
+        known[event_id] = True
     else:
         result = await reserve_direct(inventory, ctx, event_id, body, key)
     # The hot path's answer: serialized once, by orjson, without FastAPI's encoder.
     return Response(orjson.dumps(result), status_code=201, media_type="application/json")
-
-
-KNOWN_EVENTS_MAX = 100_000
-
-
-def remember(known: set[str], event_id: str) -> None:
-    """Events this replica has seen exist (bounded: forgotten ones are checked again)."""
-    if len(known) >= KNOWN_EVENTS_MAX:
-        known.clear()
-    known.add(event_id)
 
 
 async def reserve_direct(inventory: Any, ctx: RequestContext, event_id: str,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from cluster.ports import free_port
@@ -24,9 +25,9 @@ def embedded_app(ray_session: None, messaging_settings: Settings) -> Iterator[Se
 
     from cluster.app import APP_NAME, build_app
 
-    settings = messaging_settings.model_copy(update={"amqp_url": None, "jwt_secret": "x" * 48,
-                                                       "ticket_signing_key": "k" * 48,
-                                                       "payment_provider": "sandbox"})
+    settings = messaging_settings.model_copy(update={
+        "amqp_url": None, "jwt_secret": SecretStr("x" * 48),
+        "ticket_signing_key": SecretStr("k" * 48), "payment_provider": "sandbox"})
     serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
     try:
