@@ -7,10 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import new_database
-from tests.e2e.conftest import RunningPlatform, bot_api, started_platform
+from tests.e2e.conftest import RunningPlatform, started_platform
 from tests.fakes.telegram_api import FakeTelegram
-
-__all__ = ["bot_api"]  # the Bot API double, as in the e2e suite
 
 
 @pytest.fixture(scope="session")
