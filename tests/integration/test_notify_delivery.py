@@ -192,6 +192,7 @@ async def test_linked_and_unreachable_chats_reach_the_user_service(
 
     try:
         async with rig(migrated_settings, telegram) as r:
+            await service.sync_chats(r.consumer.sessions, tell)  # chats earlier tests left
             changed: list[int] = []
             updates = bot_updates(r, bot, link_secret="link-secret",
                                   chat_changed=lambda: changed.append(1))

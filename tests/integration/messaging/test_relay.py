@@ -27,7 +27,9 @@ class Consumers:
         self.failures_left = 0
 
     async def deliver(self, service: str, envelopes: list[Envelope]) -> None:
-        if self.failures_left:
+        # One service's deliveries fail, so each failure is one failed relay attempt however
+        # many services consume the message.
+        if service == "analytics" and self.failures_left:
             self.failures_left -= 1
             raise ConnectionError("consumer replica unavailable")
         if service == "analytics":
