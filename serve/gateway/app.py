@@ -35,6 +35,7 @@ from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.localcache import LocalReadCache
 from serve.gateway.metrics import GatewayMetrics
+from serve.gateway.nulcheck import RefuseNul
 from serve.gateway.ratelimit import RateLimitMiddleware, build_limiter
 from serve.gateway.routes import all_routers
 from serve.gateway.services import Services
@@ -161,6 +162,7 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         app.add_middleware(LocalReadCache, ttl=settings.local_cache_ttl_seconds)
     app.add_middleware(RateLimitMiddleware, settings=settings, limiter=build_limiter(settings))
     app.add_middleware(BodyLimit, limit=settings.max_request_body_bytes)
+    app.add_middleware(RefuseNul)
     app.add_middleware(CorrelationAndMetrics, metrics=metrics)
     install_error_handlers(app)
     openapi.install(app)

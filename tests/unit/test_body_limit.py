@@ -55,3 +55,18 @@ async def test_a_body_within_the_limit_reaches_validation() -> None:
     async with http:
         answer = await http.post("/api/v1/auth/register", json={"email": "not-an-email"})
     assert answer.status_code == 422
+
+
+async def test_a_nul_in_the_query_or_path_is_a_422_before_any_service_is_called() -> None:
+    http, fakes = gateway()
+    async with http:
+        for url in ("/api/v1/events?status=draft&organization_id=%0E%C3%A8%00%C2%A9",
+                    "/api/v1/events/a%00b", "/api/v1/events?q=%00"):
+            answer = await http.get(url, headers={"Authorization": "Bearer x"})
+            assert answer.status_code == 422, url
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["type"].endswith("/invalid-value")
+        listed = await http.get("/api/v1/events?q=caf%C3%A9")  # other text goes through
+    assert listed.status_code != 422
+    assert all(not f.calls for n, f in fakes.items() if n != "event")
+    assert len(fakes["event"].calls) == 1
