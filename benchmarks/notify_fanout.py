@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -165,14 +167,10 @@ async def scenario(settings: Settings, count: int, limit: int, label: str) -> di
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--registrations", type=int, default=10_000)
-    parser.add_argument("--limit", type=int, default=30)
-    parser.add_argument("--ceiling-limit", type=int, default=1000)
-    parser.add_argument("--ceiling-registrations", type=int, default=10_000)
-    args = parser.parse_args()
-    name = f"afisha_bench_notify_{uuid.uuid4().hex[:8]}"
+@contextlib.asynccontextmanager
+async def scratch_database(prefix: str) -> AsyncIterator[Settings]:
+    """A migrated database of its own on PG's server (dropped afterwards), as settings."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
@@ -181,16 +179,27 @@ async def main() -> None:
         "database_url": urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))})
     try:
         await asyncio.to_thread(migrate.upgrade, settings)
+        yield settings
+    finally:
+        admin = await asyncpg.connect(PG)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--registrations", type=int, default=10_000)
+    parser.add_argument("--limit", type=int, default=30)
+    parser.add_argument("--ceiling-limit", type=int, default=1000)
+    parser.add_argument("--ceiling-registrations", type=int, default=10_000)
+    args = parser.parse_args()
+    async with scratch_database("afisha_bench_notify") as settings:
         results = [await scenario(settings, args.registrations, args.limit, "at the limit")]
         print(json.dumps(results[-1], indent=2), flush=True)
         if args.ceiling_registrations:
             results.append(await scenario(settings, args.ceiling_registrations,
                                           args.ceiling_limit, "sender ceiling"))
             print(json.dumps(results[-1], indent=2), flush=True)
-    finally:
-        admin = await asyncpg.connect(PG)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "notify_fanout.json").write_text(json.dumps(results, indent=2) + "\n")
 

@@ -21,15 +21,14 @@ import os
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from benchmarks.notify_fanout import scratch_database
 from cluster.settings import Settings
 from messaging.consumer import ConsumerRuntime
 from messaging.envelope import Envelope
 from serve.notifications.handlers import NotificationHandlers
-from storage import migrate
 from storage.engine import create_engine, sessionmaker
 
 PG = os.environ.get("AFISHA_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -105,22 +104,9 @@ async def main() -> None:
     parser.add_argument("--with-chat", type=float, default=0.1)
     parser.add_argument("--batch", type=int, default=50)
     args = parser.parse_args()
-    name = f"afisha_bench_nhandler_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    parts = urlsplit(PG)
-    settings = Settings.model_validate({
-        "database_url": urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))})
-    try:
-        await asyncio.to_thread(migrate.upgrade, settings)
+    async with scratch_database("afisha_bench_nhandler") as settings:
         print(json.dumps(await run(settings, args.reservations, args.with_chat, args.batch),
                          indent=2), flush=True)
-    finally:
-        admin = await asyncpg.connect(PG)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
 
 if __name__ == "__main__":
     asyncio.run(main())
