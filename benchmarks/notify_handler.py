@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 import uuid
 from typing import Any
@@ -30,8 +29,6 @@ from messaging.consumer import ConsumerRuntime
 from messaging.envelope import Envelope
 from serve.notifications.handlers import NotificationHandlers
 from storage.engine import create_engine, sessionmaker
-
-PG = os.environ.get("AFISHA_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def sale(count: int, with_chat: float) -> tuple[list[Envelope], list[tuple[uuid.UUID, int]]]:
