@@ -104,6 +104,16 @@ def test_templates_escape_values_and_refuse_the_sandbox_escape() -> None:
     assert domain.locale_of("ru-RU") == "ru" and domain.locale_of("de") == "en"
 
 
+def test_a_template_compiled_once_renders_each_context_and_a_broken_one_always_fails() -> None:
+    body = templates.DEFAULTS["welcome"]["en"]
+    first = templates.render(body, {"name": "Anna"})
+    second = templates.render(body, {"name": "Boris"})
+    assert "Anna" in first and "Boris" in second and "Anna" not in second
+    for _ in range(2):  # a text that does not compile is refused every time, never kept
+        with pytest.raises(Unprocessable):
+            templates.render("{% if %}", {})
+
+
 def test_link_tokens_fit_a_deep_link_and_are_verified() -> None:
     import re
     import uuid
