@@ -82,6 +82,9 @@ def _memo_key(context: dict[str, Any]) -> str:
     return repr(sorted(context.items()))
 
 
+# Queue a notification unless this source message already queued it for this recipient.
+QUEUE = insert(notifications).on_conflict_do_nothing(
+    index_elements=["source_message_id", "recipient_id", "template_key"])
 TITLE_SECONDS = 60.0
 TITLES_KEPT = 10_000
 NO_CHAT = "no Telegram chat linked"
@@ -222,10 +225,11 @@ class NotificationHandlers:
                 row["payload"] = {"type": message_type, "text": rendered[memo],
                                   **(item.extra or {})}
                 values.append(row)
+            # Parameters apart from the statement: it compiles once and is cached, where a
+            # statement carrying the rows compiles again for every batch.
             result = await uow.session.execute(
-                insert(notifications).values(values).on_conflict_do_nothing(
-                    index_elements=["source_message_id", "recipient_id", "template_key"]))
-            queued += int(result.rowcount or 0)  # type: ignore[attr-defined]
+                QUEUE.returning(notifications.c.id), values)
+            queued += len(result.all())
         return queued
 
     async def _title(self, event_id: str, fallback: str | None = None) -> str:
@@ -300,7 +304,7 @@ class NotificationHandlers:
                 "quantity": data["quantity"], "amount": data["amount"],
                 "currency": data["currency"], "confirmation_url": data.get("confirmation_url"),
                 "expires_at": data.get("expires_at")})
-        await uow.session.execute(insert(tickets).values(values).on_conflict_do_nothing())
+        await uow.session.execute(insert(tickets).on_conflict_do_nothing(), values)
         found = {r.registration_id: r for r in (await uow.session.execute(
             select(tickets).where(tickets.c.registration_id.in_(
                 [v["registration_id"] for v in values])))).all()}

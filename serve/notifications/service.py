@@ -130,8 +130,7 @@ async def create_job(sessions: async_sessionmaker[AsyncSession], by: str, text: 
                              "status": "suppressed" if verdict == "suppress" else "queued",
                              "not_before": until or now})
             if rows:
-                await session.execute(insert(notifications).values(rows)
-                                      .on_conflict_do_nothing())
+                await session.execute(insert(notifications).on_conflict_do_nothing(), rows)
     return await job_view(sessions, str(job_id))
 
 
