@@ -8,10 +8,11 @@ fact, events in any order reach the same facts, and a retried batch was rolled b
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from messaging.consumer import BatchHandler
@@ -58,6 +59,38 @@ def row_of(facts: domain.Facts) -> dict[str, Any]:
                       for m in sorted(facts.money.values(), key=lambda m: m.key)]}
 
 
+# The upserts take their rows as parameters apart from the statement: built and compiled once,
+# where a statement carrying its rows compiles again for every batch.
+@functools.cache
+def _add_counters(counters: Table, column: str) -> Any:
+    stmt = pg_insert(counters)
+    return stmt.on_conflict_do_update(
+        index_elements=["event_id", column, "ticket_type_id"],
+        set_={n: counters.c[n] + stmt.excluded[n] for n in domain.COUNTERS})
+
+
+@functools.cache
+def _add_revenue(revenue: Table, column: str) -> Any:
+    stmt = pg_insert(revenue)
+    return stmt.on_conflict_do_update(
+        index_elements=["event_id", column, "ticket_type_id", "currency"],
+        set_={"gross": revenue.c.gross + stmt.excluded.gross,
+              "refunded": revenue.c.refunded + stmt.excluded.refunded})
+
+
+def _upsert_meta() -> Any:
+    """The latest message about an event wins whatever the arrival order."""
+    stmt = pg_insert(event_meta)
+    return stmt.on_conflict_do_update(
+        index_elements=["event_id"],
+        set_={c: stmt.excluded[c] for c in ("organization_id", "title", "starts_at", "status",
+                                             "updated_at")},
+        where=event_meta.c.updated_at <= stmt.excluded.updated_at)
+
+
+_UPSERT_META = _upsert_meta()
+
+
 async def apply_delta(uow: UnitOfWork, delta: domain.Delta) -> None:
     """Add a delta to the hourly and daily rollups (rows in key order, so concurrent batches
     cannot deadlock)."""
@@ -69,12 +102,9 @@ async def apply_delta(uow: UnitOfWork, delta: domain.Delta) -> None:
             for n in domain.COUNTERS:
                 row[n] += int(v.get(n, 0))
         if merged:
-            stmt = pg_insert(counters).values([
+            await uow.session.execute(_add_counters(counters, column), [
                 {"event_id": ev, "ticket_type_id": tt, column: at, **v}
                 for (ev, tt, at), v in sorted(merged.items())])
-            await uow.session.execute(stmt.on_conflict_do_update(
-                index_elements=["event_id", column, "ticket_type_id"],
-                set_={n: counters.c[n] + stmt.excluded[n] for n in domain.COUNTERS}))
     for revenue, column, grain in ((revenue_hourly, "hour", domain.hour_of),
                                    (revenue_daily, "day", domain.day_of)):
         money: dict[tuple[str, str, Any, str], list[int]] = {}
@@ -83,14 +113,10 @@ async def apply_delta(uow: UnitOfWork, delta: domain.Delta) -> None:
             sums[0] += int(mv.get("gross", 0))
             sums[1] += int(mv.get("refunded", 0))
         if money:
-            stmt = pg_insert(revenue).values([
+            await uow.session.execute(_add_revenue(revenue, column), [
                 {"event_id": ev, "ticket_type_id": tt, column: at, "currency": cur,
                  "gross": g, "refunded": r}
                 for (ev, tt, at, cur), (g, r) in sorted(money.items())])
-            await uow.session.execute(stmt.on_conflict_do_update(
-                index_elements=["event_id", column, "ticket_type_id", "currency"],
-                set_={"gross": revenue.c.gross + stmt.excluded.gross,
-                      "refunded": revenue.c.refunded + stmt.excluded.refunded}))
 
 
 async def _record_raw(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
@@ -114,24 +140,18 @@ async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     status = {"event.created": "draft", "event.published": "published",
               "event.unpublished": "draft", "event.cancelled": "cancelled",
               "event.completed": "completed"}
-    stmt = pg_insert(event_meta).values([{
+    await uow.session.execute(_UPSERT_META, [{
         "event_id": k, "organization_id": _key(e.data["organization_id"]),
         "title": str(e.data["title"]), "starts_at": e.data.get("starts_at"),
         "status": status[e.type], "updated_at": e.occurred_at}
         for k, e in sorted(latest.items())])
-    # The latest message wins whatever the arrival order.
-    await uow.session.execute(stmt.on_conflict_do_update(
-        index_elements=["event_id"],
-        set_={c: stmt.excluded[c] for c in ("organization_id", "title", "starts_at", "status",
-                                             "updated_at")},
-        where=event_meta.c.updated_at <= stmt.excluded.updated_at))
 
 
 async def _apply_registrations(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     ids = sorted({_key(e.data["registration_id"]) for e in envelopes})
     session = uow.session
-    await session.execute(pg_insert(registration_facts).values(
-        [{"registration_id": i} for i in ids]).on_conflict_do_nothing())
+    await session.execute(pg_insert(registration_facts).on_conflict_do_nothing(),
+                          [{"registration_id": i} for i in ids])
     rows = (await session.execute(
         select(registration_facts).where(registration_facts.c.registration_id.in_(ids))
         .order_by(registration_facts.c.registration_id).with_for_update())).mappings().all()
@@ -161,10 +181,9 @@ async def _apply_waitlist_joins(uow: UnitOfWork, envelopes: list[Envelope]) -> N
         "joined_at": domain.parse_ts(e.data.get("joined_at")) or e.occurred_at}
         for e in envelopes}
     new = (await uow.session.execute(
-        pg_insert(waitlist_joins).values([rows[k] for k in sorted(rows)])
-        .on_conflict_do_nothing().returning(waitlist_joins.c.event_id,
-                                            waitlist_joins.c.ticket_type_id,
-                                            waitlist_joins.c.joined_at))).all()
+        pg_insert(waitlist_joins).on_conflict_do_nothing().returning(
+            waitlist_joins.c.event_id, waitlist_joins.c.ticket_type_id,
+            waitlist_joins.c.joined_at), [rows[k] for k in sorted(rows)])).all()
     delta = domain.Delta()
     for event_id, ticket_type_id, joined_at in new:
         delta.counters[(event_id, ticket_type_id, domain.hour_of(joined_at))][
