@@ -242,8 +242,9 @@ class Sender:
         payload: dict[str, Any] = row.payload
         text: str = payload["text"]
         if self.bot is None:
+            # One line a message: inside a Serve replica every line written costs a stack walk.
             log.info("telegram (not configured) -> user %s [%s]: %s", row.recipient_id,
-                     row.template_key, text)
+                     row.template_key, " | ".join(text.splitlines()))
             return Outcome("logged", chat_id=chat_id, attempts=row.attempts)
         if chat_id is None:
             return Outcome("suppressed", error=NO_CHAT, attempts=row.attempts)

@@ -9,5 +9,5 @@ def all_routers() -> list[APIRouter]:
     """Every router the gateway mounts (one import per service area)."""
     from serve.gateway.routes import analytics, events, media, notifications, payments, users
 
-    return [users.router, payments.router, events.router, analytics.router,
+    return [events.reserve_router, users.router, payments.router, events.router, analytics.router,
             notifications.router, media.router, media.files]

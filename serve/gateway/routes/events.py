@@ -30,6 +30,9 @@ from serve.events.schemas import (
 from serve.gateway.deps import PublicContext, ServicesDep, UserContext
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
+# The hot path alone, mounted first: Serve (for its metrics) and then FastAPI match a request
+# against the routes in order, so a reservation is matched by the first route tried.
+reserve_router = APIRouter(prefix="/api/v1", tags=["events"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
@@ -118,7 +121,7 @@ async def event_registrations(event_id: str, ctx: UserContext, services: Service
     return await services.event.event_registrations(ctx, event_id, cursor)
 
 
-@router.post("/events/{event_id}/registrations", status_code=201,
+@reserve_router.post("/events/{event_id}/registrations", status_code=201,
              summary="Register: reserve seats (Idempotency-Key makes retries safe)")
 async def register(event_id: str, ctx: UserContext, services: ServicesDep,
                    inventory: Inventory, request: Request, body: RegistrationIn,
