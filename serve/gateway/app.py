@@ -33,6 +33,7 @@ from serve.gateway import messaging_metrics, openapi
 from serve.gateway.bodylimit import BodyLimit
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
 from serve.gateway.deps import base_context, enforce_authentication
+from serve.gateway.fastpath import ReserveFastPath
 from serve.gateway.localcache import LocalReadCache
 from serve.gateway.metrics import GatewayMetrics
 from serve.gateway.nulcheck import RefuseNul
@@ -153,7 +154,8 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
     app.state.settings = settings
     app.state.services = services
     # Outermost last: correlation id and metrics, rate limiting, this replica's read cache,
-    # then the shared (Redis) response cache.
+    # the shared (Redis) response cache, then the reservation fast path.
+    app.add_middleware(ReserveFastPath, state=app.state, routes=app.router.routes)
     cache = build_cache(settings)
     if cache is not None:
         app.add_middleware(ResponseCacheMiddleware, redis=cache, prefix=settings.redis_key_prefix,

@@ -74,3 +74,49 @@ def test_bad_input_and_missing_token_are_problems() -> None:
     assert client.post("/api/v1/events/e1/ticket-types", json=money,
                        headers=auth()).status_code == 422
     assert event.calls == [] and inventory.calls == []
+
+
+class SoldOut(Recorder):
+    async def reserve(self, *args: Any) -> Any:
+        from serve.common.errors import Conflict
+
+        raise Conflict("no seats left of this ticket type", slug="sold-out", available=0)
+
+
+def test_a_known_event_is_reserved_on_the_fast_path_with_the_routes_answers() -> None:
+    client, event, inventory = app()
+    client.app.state.known_events["e1"] = True  # type: ignore[attr-defined]
+    url = "/api/v1/events/e1/registrations"
+    ok = client.post(url, json={"ticket_type_id": "tt"}, headers=auth("u9"))
+    assert ok.status_code == 201 and ok.json() == {"id": "r1", "status": "pending_payment"}
+    assert ok.headers["x-correlation-id"]
+    [(event_id, _, user, tt, quantity, mode, key, cid)] = inventory.calls
+    assert (event_id, user, tt, quantity, mode) == ("e1", "u9", "tt", 1, "full")
+    assert len(key) == 32 and cid == ok.headers["x-correlation-id"]  # a key of its own
+    # What the fast path does not answer, the route answers as before (nothing reserved).
+    assert client.post(url, json={"ticket_type_id": "tt"}).status_code == 401
+    bad = client.post(url, json={"ticket_type_id": "tt", "quantity": 0}, headers=auth())
+    assert bad.status_code == 422 and bad.json()["type"].endswith("/validation-error")
+    long_key = client.post(url, json={"ticket_type_id": "tt"},
+                           headers=auth() | {"Idempotency-Key": "k" * 201})
+    assert long_key.status_code == 422
+    assert len(inventory.calls) == 1 and event.calls == []
+
+
+def test_a_fast_path_refusal_is_the_same_problem_the_route_gives() -> None:
+    client, _, _ = app()
+    client.app.state.inventory = SoldOut()  # type: ignore[attr-defined]
+    client.app.state.known_events["e1"] = True  # type: ignore[attr-defined]
+    url = "/api/v1/events/e1/registrations"
+    body = b'{"ticket_type_id": "tt"}'
+    # A JSON media type other than application/json is left to the route, which calls the
+    # same inventory: both answers must be the same problem.
+    answers = [client.post(url, content=body, headers=auth() | {"Content-Type": media})
+               for media in ("application/json", "application/merge-patch+json")]
+    fast, route = answers
+    assert fast.status_code == route.status_code == 409
+    assert fast.headers["content-type"] == route.headers["content-type"] == \
+        "application/problem+json"
+    assert fast.json() == route.json() == {
+        "type": "https://afisha.dev/problems/sold-out", "title": "Conflict", "status": 409,
+        "detail": "no seats left of this ticket type", "instance": url, "available": 0}
