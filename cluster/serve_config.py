@@ -71,6 +71,7 @@ def deployment_options(settings: Settings, name: str) -> dict[str, Any]:
         if service in CONSUMER_SERVICES and settings.consumer_resource:
             options["ray_actor_options"]["resources"] = {
                 settings.consumer_resource: settings.consumer_resource_amount}
+    options["logging_config"] = {"enable_access_log": settings.serve_access_log}
     if scaling is None:
         options["num_replicas"] = replicas
     else:

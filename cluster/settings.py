@@ -216,6 +216,10 @@ class Settings(BaseSettings):
     # reservations are what the inventory actors batch into one commit, so it needs many.
     gateway_max_ongoing_requests: int = Field(default=512, ge=1)
     service_max_ongoing_requests: int = Field(default=128, ge=1)
+    # Serve's access log: a line for every request to every replica, the calls between
+    # services included. Off by default (the gateway's Prometheus metrics count requests by
+    # route and status, and every log line carries the correlation id).
+    serve_access_log: bool = False
 
     # Autoscaling (Serve's autoscaling_config) of the gateway and the busy services (event,
     # payment, analytics): on when a maximum above the minimum is set; the minimum is

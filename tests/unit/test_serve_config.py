@@ -108,7 +108,8 @@ def test_defaults_need_nothing_of_a_cluster() -> None:
     for deployment in config["applications"][0]["deployments"]:
         assert deployment["num_replicas"] == 1
         assert set(deployment) == {"name", "num_replicas", "max_ongoing_requests",
-                                   "ray_actor_options"}
+                                   "ray_actor_options", "logging_config"}
+        assert deployment["logging_config"] == {"enable_access_log": False}
         assert set(deployment["ray_actor_options"]) == {"num_cpus"}
     assert ServeDeploySchema.model_validate(config)
 
