@@ -40,3 +40,28 @@ def test_log_records_carry_the_bound_correlation_id() -> None:
         CorrelationIdFilter().filter(record)
     assert record.correlation_id == "cid-1"  # type: ignore[attr-defined]
     assert correlation_id_var.get() == "-"
+
+
+def test_log_records_handed_to_another_logger_keep_their_format_and_given_level() -> None:
+    from serve.common.logs import FORMAT, ToLogger
+
+    seen: list[tuple[int, str]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.levelno, record.getMessage()))
+
+    target = logging.getLogger("test.serve.replica")
+    target.propagate = False
+    target.addHandler(Keep())
+    target.setLevel(logging.DEBUG)
+    handler = ToLogger(target, logging.INFO)
+    handler.addFilter(CorrelationIdFilter())
+    handler.setFormatter(logging.Formatter(FORMAT))
+    source = logging.getLogger("test.afisha.part")
+    source.propagate = False
+    source.addHandler(handler)
+    source.warning("seats left: %d", 3)
+    [(level, line)] = seen
+    assert level == logging.INFO
+    assert line.endswith("WARNING test.afisha.part [cid=-] seats left: 3")
