@@ -13,13 +13,13 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
-from cluster.serve_config import DEPLOYMENTS, SERVE_ENV, deployment_options
+from cluster.serve_config import DEPLOYMENTS, NODE_ENV, SERVE_ENV, deployment_options
 from cluster.settings import APP_NAME, GATEWAY_DEPLOYMENT, Settings, deployment_of
 
 if TYPE_CHECKING:
     from serve.common.service import ServiceBase
 
-__all__ = ["APP_NAME", "DEPLOYMENTS", "SERVE_ENV", "build_app", "from_environment"]
+__all__ = ["APP_NAME", "DEPLOYMENTS", "NODE_ENV", "SERVE_ENV", "build_app", "from_environment"]
 
 
 def from_environment(args: dict[str, Any]) -> Application:

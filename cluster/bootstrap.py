@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from cluster.app import SERVE_ENV, build_app
+from cluster.app import NODE_ENV, SERVE_ENV, build_app
 from cluster.embedded import EmbeddedPostgres
 from cluster.settings import APP_NAME, Settings
 from storage import migrate
@@ -117,7 +117,7 @@ def apply_migrations(settings: Settings, progress: Progress) -> None:
 def connect_ray(settings: Settings, platform: Platform, address: str | None) -> None:
     import ray
 
-    os.environ.update(SERVE_ENV)
+    os.environ.update({**SERVE_ENV, **NODE_ENV})  # a local head's raylet reads NODE_ENV
     kwargs: dict[str, Any] = {"namespace": "afisha", "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **kwargs)

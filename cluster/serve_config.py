@@ -36,6 +36,13 @@ SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY":
              "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1"}
 
 
+# Environment of the Ray nodes themselves, read by the raylet when it starts workers. Ray
+# starts every worker at niceness 15 unless told otherwise; at 0 the hot path (gateway, event
+# service, inventory hosts) runs at normal priority, and AFISHA_BACKGROUND_NICENESS puts the
+# downstream services below it (at 15 it would put them above it).
+NODE_ENV = {"RAY_worker_niceness": "0"}
+
+
 def is_secret(field: str, value: Any) -> bool:
     if field in SECRET_FIELDS:
         return True

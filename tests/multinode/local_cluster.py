@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.ports import free_port, serve_private_ports, wait_until_healthy
-from cluster.serve_config import SERVE_ENV
+from cluster.serve_config import NODE_ENV, SERVE_ENV
 from tests.conftest import AMQP_URL, PG_ADMIN_URL, REDIS_URL, new_database
 from tests.e2e.conftest import ADMIN_EMAIL, E2E_JWT_SECRET, _delete_topology
 from tests.fakes.server import running
@@ -90,7 +90,8 @@ def deployed(gateway_replicas: int = 2) -> Iterator[Deployed]:
     from ray.cluster_utils import Cluster
 
     work = Path(tempfile.mkdtemp(prefix="afisha-cluster-"))
-    os.environ.update({**SERVE_ENV, **serve_private_ports()})  # the raylets' (and Serve's) env
+    # the raylets' (and Serve's) environment
+    os.environ.update({**SERVE_ENV, **NODE_ENV, **serve_private_ports()})
     exchange = f"afisha.cluster.{uuid.uuid4().hex[:10]}"
     port = free_port()
     started = time.monotonic()

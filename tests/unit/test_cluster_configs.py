@@ -33,6 +33,10 @@ def test_ray_up_accepts_the_cluster_config() -> None:
     workers = " ".join(resolved["worker_start_ray_commands"])
     assert '"afisha_worker"' in workers and "AFISHA_SECRETS_DIR" in workers
     assert "--force" not in workers + " ".join(resolved["head_start_ray_commands"])
+    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
+        started = " ".join(resolved[commands])
+        for name, value in {**serve_config.SERVE_ENV, **serve_config.NODE_ENV}.items():
+            assert f"{name}={value}" in started, (commands, name)
 
 
 def test_ray_validation_is_not_a_formality() -> None:
@@ -78,6 +82,9 @@ def test_rayservice_groups_and_secrets() -> None:
         assert container["envFrom"] == [{"secretRef": {"name": "afisha-secrets"}}]
         token = next(e for e in container["env"] if e["name"] == "RAY_AUTH_TOKEN")
         assert token["valueFrom"]["secretKeyRef"]["name"] == "afisha-ray-token"
+        given = {e["name"]: e.get("value") for e in container["env"]}
+        for name, value in {**serve_config.SERVE_ENV, **serve_config.NODE_ENV}.items():
+            assert given.get(name) == value, name
     resources = yaml.safe_load(yaml.safe_load(workers["rayStartParams"]["resources"]))
     assert resources == {"afisha_worker": 100}
     deployments = {d["name"]: d for d in copy.deepcopy(yaml.safe_load(
