@@ -211,7 +211,11 @@ class Sender:
         if chat_id is None and self.resolve_chat is not None and self.bot is not None:
             with contextlib.suppress(Exception):
                 chat_id = await self.resolve_chat(rows[0].recipient_id)
+        stale = superseded(rows)
         for row in rows:
+            if row.id in stale:
+                yield row, Outcome("suppressed", error=SUPERSEDED, attempts=row.attempts)
+                continue
             if row.registration_id is not None and row.registration_id not in message_ids:
                 message_ids[row.registration_id] = row.ticket_message_id
                 photos[row.registration_id] = row.ticket_photo
@@ -342,3 +346,20 @@ class Sender:
             self.stats.last_error = outcome.error
         elif outcome.status == "blocked":
             self.stats.blocked += 1
+
+
+SUPERSEDED = "superseded: a later version of this live ticket was queued before it was sent"
+
+
+def superseded(rows: list[Any]) -> set[Any]:
+    """Ids of live-ticket rows that a later row of the same ticket, taken in the same batch,
+    makes pointless: only the last version is shown (sent, or edited into the message)."""
+    seen: set[Any] = set()
+    stale: set[Any] = set()
+    for row in reversed(rows):
+        if row.template_key != "ticket" or not (row.payload or {}).get("live"):
+            continue
+        if row.registration_id in seen:
+            stale.add(row.id)
+        seen.add(row.registration_id)
+    return stale

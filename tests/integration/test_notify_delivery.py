@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from cluster.settings import Settings
 from serve.analytics.client import AnalyticsClient
 from serve.common.context import RequestContext
-from serve.notifications import deliveries, service
+from serve.notifications import deliveries, sender, service
 from serve.notifications.service import STATS_REFUSED, Updates
 from serve.notifications.stats import StatsLinks
 from serve.notifications.telegram import BotGateway
@@ -97,6 +97,36 @@ async def test_queued_ticket_messages_are_superseded_by_the_cancellation(
         await r.drain()
     assert [c.method for c in fake.sends(chat)] == ["sendMessage", "sendMessage"]
     assert await statuses(migrated_settings, user) == ["sent", "suppressed", "sent"]
+
+
+async def test_a_live_ticket_changed_before_it_was_sent_is_sent_once_as_it_is_now(
+        migrated_settings: Settings, telegram: tuple[FakeTelegram, str]) -> None:
+    """The ticket of a reservation and its Pay button (payment.created) are both queued before
+    the sender runs, as in a burst: one photo goes out, the later version; the earlier row is
+    suppressed as superseded."""
+    fake = telegram[0]
+    user, chat = new_user()
+    reg, data = registration(user, amount=150000)
+    pay_url = "https://pay.example.org/checkout/" + uuid.uuid4().hex
+    created = {"payment_id": str(uuid.uuid4()), "registration_id": reg,
+               "event_id": data["event_id"], "user_id": user, "kind": "full",
+               "amount": 150000, "currency": "RUB", "confirmation_url": pay_url}
+    async with rig(migrated_settings, telegram) as r:
+        await r.consume(registered(user, chat), envelope("registration.created", data),
+                        envelope("payment.created", created, "payment"))
+        await r.drain()
+        async with r.consumer.sessions() as session:
+            rows = (await session.execute(
+                select(notifications.c.template_key, notifications.c.status,
+                       notifications.c.last_error)
+                .where(notifications.c.recipient_id == uuid.UUID(user))
+                .order_by(notifications.c.id))).all()
+    calls = fake.sends(chat)
+    assert [c.method for c in calls] == ["sendMessage", "sendPhoto"]
+    assert pay_url in str(calls[1].params.get("reply_markup"))
+    assert [(k, s) for k, s, _ in rows] == [("welcome", "sent"), ("ticket", "suppressed"),
+                                            ("ticket", "sent")]
+    assert rows[1].last_error == sender.SUPERSEDED
 
 
 async def test_rows_a_stopped_sender_left_sending_are_recovered(
