@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from messaging.outbox import UnitOfWork
@@ -162,25 +162,49 @@ async def skip_waiting(sessions: async_sessionmaker[AsyncSession], entry_id: str
                               .values(status="skipped"))
 
 
+# A batch's rows go in as arrays, one statement (one execution) per table however many rows:
+# an executemany runs the statement once per row.
+INSERT_REGISTRATIONS = text(
+    f"INSERT INTO {registrations.fullname} (id, event_id, ticket_type_id, user_id, quantity, "
+    "status, payment_mode, amount, currency, prepayment_amount) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:events AS text[]), "
+    "CAST(:types AS text[]), CAST(:users AS text[]), CAST(:quantities AS int[]), "
+    "CAST(:statuses AS text[]), CAST(:modes AS text[]), CAST(:amounts AS int[]), "
+    "CAST(:currencies AS text[]), CAST(:prepayments AS int[]))")
+INSERT_HOLDS = text(
+    f"INSERT INTO {reservations.fullname} (id, registration_id, event_id, ticket_type_id, "
+    "user_id, quantity, status, expires_at) "
+    "SELECT h.id, h.reg, h.ev, h.tt, h.usr, h.n, 'held', h.expires FROM unnest("
+    "CAST(:ids AS text[]), CAST(:regs AS text[]), CAST(:events AS text[]), "
+    "CAST(:types AS text[]), CAST(:users AS text[]), CAST(:quantities AS int[]), "
+    "CAST(:expires AS timestamptz[])) AS h(id, reg, ev, tt, usr, n, expires)")
+INSERT_KEYS = text(
+    f"INSERT INTO {idempotency_keys.fullname} (user_id, key, registration_id) "
+    "SELECT * FROM unnest(CAST(:users AS text[]), CAST(:keys AS text[]), "
+    "CAST(:regs AS text[]))")
+
+
 async def insert_registrations(uow: UnitOfWork, batch: list[NewRegistration],
                                waitlist_offer: bool = False) -> None:
-    await uow.session.execute(insert(registrations), [
-        {"id": n.registration_id, "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
-         "user_id": n.user_id, "quantity": n.quantity, "status": n.status,
-         "payment_mode": n.payment_mode, "amount": n.amount, "currency": n.currency,
-         "prepayment_amount": n.prepayment_amount} for n in batch])
+    await uow.session.execute(INSERT_REGISTRATIONS, {
+        "ids": [n.registration_id for n in batch], "events": [n.event_id for n in batch],
+        "types": [n.ticket_type_id for n in batch], "users": [n.user_id for n in batch],
+        "quantities": [n.quantity for n in batch], "statuses": [n.status for n in batch],
+        "modes": [n.payment_mode for n in batch], "amounts": [n.amount for n in batch],
+        "currencies": [n.currency for n in batch],
+        "prepayments": [n.prepayment_amount for n in batch]})
     held = [n for n in batch if n.reservation_id is not None]
     if held:
-        await uow.session.execute(insert(reservations), [
-            {"id": n.reservation_id, "registration_id": n.registration_id,
-             "event_id": n.event_id, "ticket_type_id": n.ticket_type_id,
-             "user_id": n.user_id, "quantity": n.quantity, "status": "held",
-             "expires_at": n.expires_at} for n in held])
+        await uow.session.execute(INSERT_HOLDS, {
+            "ids": [n.reservation_id for n in held], "regs": [n.registration_id for n in held],
+            "events": [n.event_id for n in held], "types": [n.ticket_type_id for n in held],
+            "users": [n.user_id for n in held], "quantities": [n.quantity for n in held],
+            "expires": [n.expires_at for n in held]})
     keyed = [n for n in batch if n.idempotency_key]
     if keyed:
-        await uow.session.execute(insert(idempotency_keys), [
-            {"user_id": n.user_id, "key": n.idempotency_key,
-             "registration_id": n.registration_id} for n in keyed])
+        await uow.session.execute(INSERT_KEYS, {
+            "users": [n.user_id for n in keyed], "keys": [n.idempotency_key for n in keyed],
+            "regs": [n.registration_id for n in keyed]})
     for n in batch:
         uow.correlation_id = n.correlation_id
         uow.publish("registration.created", created_payload(n) | {

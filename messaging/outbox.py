@@ -12,11 +12,12 @@ only if the transaction commits) wakes the relay. Nothing is ever sent before th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import schema_of
@@ -38,6 +39,15 @@ def outbox_for(service: str) -> Table:
 def channel_of(service: str) -> str:
     """The LISTEN/NOTIFY channel that announces new outbox rows of a service."""
     return f"afisha_outbox_{schema_of(service)}"
+
+
+@functools.cache
+def _insert_outbox(service: str) -> TextClause:
+    return text(
+        f"INSERT INTO {outbox_for(service).fullname} (message_id, type, aggregate_id, envelope) "
+        "SELECT m.id, m.type, m.agg, CAST(m.env AS jsonb) FROM unnest(CAST(:ids AS uuid[]), "
+        "CAST(:types AS text[]), CAST(:aggregates AS text[]), CAST(:envelopes AS text[])) "
+        "WITH ORDINALITY AS m(id, type, agg, env, n) ORDER BY m.n")
 
 
 class UnitOfWork:
@@ -77,13 +87,12 @@ class UnitOfWork:
         return envelope
 
     async def commit(self) -> None:
-        if self._pending:
-            rows = [
-                {"message_id": env.id, "type": env.type, "aggregate_id": agg,
-                 "envelope": env.model_dump(mode="json")}
-                for env, agg in zip(self._pending, self._aggregates, strict=True)
-            ]
-            await self.session.execute(insert(outbox_for(self.producer)), rows)
+        if self._pending:  # one statement for the messages, in order (ids follow it)
+            await self.session.execute(_insert_outbox(self.producer), {
+                "ids": [env.id for env in self._pending],
+                "types": [env.type for env in self._pending],
+                "aggregates": self._aggregates,
+                "envelopes": [env.model_dump_json() for env in self._pending]})
             await self.session.execute(text(f"NOTIFY {channel_of(self.producer)}"))
         await self.session.commit()
         published = bool(self._pending)

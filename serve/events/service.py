@@ -111,10 +111,13 @@ class EventAccess:
             v["cover"] = urls.get(str(v.get("cover_media_id"))) or None
         return views
 
-    async def event(self, event_id: str) -> dict[str, Any]:
-        async with self.sessions() as session:
-            row = (await session.execute(select(events).where(events.c.id == event_id))
-                   ).mappings().first()
+    async def event(self, event_id: str, session: AsyncSession | None = None) -> dict[str, Any]:
+        """The event's row (404 if none), read in ``session`` or a session of its own."""
+        if session is None:
+            async with self.sessions() as own:
+                return await self.event(event_id, own)
+        row = (await session.execute(select(events).where(events.c.id == event_id))
+               ).mappings().first()
         if row is None:
             raise NotFound(f"no event {event_id}")
         return dict(row)
@@ -276,8 +279,9 @@ class EventUseCases(EventAccess):
 
     # --- ticket types ---
     async def list_ticket_types(self, ctx: RequestContext, event_id: str) -> dict[str, Any]:
-        await self.visible_event(ctx, event_id)
-        async with self.sessions() as session:
+        async with self.sessions() as session:  # one session (one connection) for the reads
+            if not await self.can_see(ctx, await self.event(event_id, session)):
+                raise NotFound(f"no event {event_id}")
             rows = (await session.execute(
                 select(ticket_types).where(ticket_types.c.event_id == event_id)
                 .order_by(ticket_types.c.created_at, ticket_types.c.id))).mappings().all()

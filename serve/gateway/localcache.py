@@ -7,10 +7,12 @@ are those reads. Each replica keeps their ``200 application/json`` answers for
 of a key being fetched wait for that answer instead of sending their own).
 
 A write through this replica drops what it changes at once: a successful non-GET under
-``/api/v1/events/{id}`` drops that event's answers (and the lists, unless it is a reservation,
-which changes availability only); one under ``/api/v1/registrations/`` drops every
-ticket-types answer. Writes through another replica, and holds that expire, show within the TTL.
-Availability in these answers is a listing: the inventory decides every reservation.
+``/api/v1/events/{id}`` drops that event's answers and the lists; one under
+``/api/v1/registrations/`` drops every ticket-types answer. A reservation drops nothing: in a
+sale there are many a second, and dropping the event's answers at each would leave its readers
+no cache at all. Its seats, like writes through another replica and holds that expire, show
+within the TTL. Availability in these answers is a listing: the inventory decides every
+reservation.
 """
 
 from __future__ import annotations
@@ -113,10 +115,11 @@ class LocalReadCache:
                 self._drop(lambda key: key.startswith("/api/v1/events?"))
             return
         event = write["event"]
-        reservation = (write["rest"] or "").startswith("/registrations")
+        if (write["rest"] or "") == "/registrations":  # a reservation: seats show within the TTL
+            return
         self._drop(lambda key: key.startswith(f"/api/v1/events/{event}/")
                    or key.startswith(f"/api/v1/events/{event}?")
-                   or (not reservation and key.startswith("/api/v1/events?")))
+                   or key.startswith("/api/v1/events?"))
 
     def _drop(self, matches: Callable[[str], bool]) -> None:
         for key in [k for k in self.answers if matches(k)]:

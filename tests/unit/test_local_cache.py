@@ -72,8 +72,11 @@ async def test_concurrent_misses_of_one_key_make_one_upstream_call() -> None:
 @pytest.mark.parametrize(("write", "dropped", "kept"), [
     ("PUT /api/v1/events/e1", {"/api/v1/events/e1", "/api/v1/events/e1/ticket-types",
                                "/api/v1/events"}, {"/api/v1/events/e2"}),
-    ("POST /api/v1/events/e1/registrations", {"/api/v1/events/e1/ticket-types"},
-     {"/api/v1/events", "/api/v1/events/e2/ticket-types"}),
+    # a reservation drops nothing (its seats show within the TTL); a waiting-list entry does
+    ("POST /api/v1/events/e1/registrations", set(),
+     {"/api/v1/events", "/api/v1/events/e1/ticket-types", "/api/v1/events/e2/ticket-types"}),
+    ("POST /api/v1/events/e1/waitlist", {"/api/v1/events/e1", "/api/v1/events/e1/ticket-types",
+                                          "/api/v1/events"}, {"/api/v1/events/e2"}),
     ("POST /api/v1/registrations/r1/cancel",
      {"/api/v1/events/e1/ticket-types", "/api/v1/events/e2/ticket-types"},
      {"/api/v1/events", "/api/v1/events/e1"}),
