@@ -68,7 +68,30 @@ def platform(platform_database: str, amqp_url: str, redis_url: str, bot_api: Fak
 @contextmanager
 def started_platform(platform_database: str, amqp_url: str, redis_url: str,
                      bot_api: FakeTelegram, work: Path) -> Iterator[RunningPlatform]:
-    """``afisha run`` on its own database, exchange and Redis prefix, stopped afterwards."""
+    """``afisha run`` on its own database, exchange and Redis prefix, stopped afterwards.
+
+    The free ports it is given can be taken by another process before the platform binds
+    them (HAProxy then exits with "Address already in use"): only then it starts once more,
+    on new ports."""
+    for attempt in (1, 2):
+        try:
+            with _started_platform(platform_database, amqp_url, redis_url, bot_api,
+                                   work / f"run-{attempt}") as running:
+                yield running
+            return
+        except PortTaken:
+            if attempt == 2:
+                raise
+
+
+class PortTaken(Exception):
+    """The platform exited at start because a port it was given was in use by then."""
+
+
+@contextmanager
+def _started_platform(platform_database: str, amqp_url: str, redis_url: str,
+                      bot_api: FakeTelegram, work: Path) -> Iterator[RunningPlatform]:
+    work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     run_id = uuid.uuid4().hex[:10]  # queues and Redis keys of its own: runs in parallel
     exchange = f"afisha.e2e.{run_id}"
@@ -124,4 +147,7 @@ def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Pa
     try:
         wait_until_healthy(process, f"{base_url}/actuator/health", poll_s=1)
     except RuntimeError as exc:
-        pytest.fail(f"the platform did not become healthy ({exc}):\n{log.read_text()[-4000:]}")
+        text = log.read_text()
+        if process.poll() is not None and "Address already in use" in text:
+            raise PortTaken(text[-2000:]) from exc
+        pytest.fail(f"the platform did not become healthy ({exc}):\n{text[-4000:]}")
