@@ -78,6 +78,7 @@ def _add_revenue(revenue: Table, column: str) -> Any:
               "refunded": revenue.c.refunded + stmt.excluded.refunded})
 
 
+@functools.cache
 def _upsert_meta() -> Any:
     """The latest message about an event wins whatever the arrival order."""
     stmt = pg_insert(event_meta)
@@ -86,9 +87,6 @@ def _upsert_meta() -> Any:
         set_={c: stmt.excluded[c] for c in ("organization_id", "title", "starts_at", "status",
                                              "updated_at")},
         where=event_meta.c.updated_at <= stmt.excluded.updated_at)
-
-
-_UPSERT_META = _upsert_meta()
 
 
 async def apply_delta(uow: UnitOfWork, delta: domain.Delta) -> None:
@@ -140,7 +138,7 @@ async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     status = {"event.created": "draft", "event.published": "published",
               "event.unpublished": "draft", "event.cancelled": "cancelled",
               "event.completed": "completed"}
-    await uow.session.execute(_UPSERT_META, [{
+    await uow.session.execute(_upsert_meta(), [{
         "event_id": k, "organization_id": _key(e.data["organization_id"]),
         "title": str(e.data["title"]), "starts_at": e.data.get("starts_at"),
         "status": status[e.type], "updated_at": e.occurred_at}

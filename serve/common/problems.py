@@ -67,6 +67,17 @@ def problem(status: int, slug: str, title: str, detail: str, instance: str | Non
     return body
 
 
+def response_headers(error: ProblemError) -> dict[str, str]:
+    """HTTP headers of an error's answer: ``Retry-After`` when it says when to retry, and a
+    429 is never cached."""
+    headers: dict[str, str] = {}
+    if "retry_after" in error.extensions:
+        headers["Retry-After"] = str(error.extensions["retry_after"])
+    if status_of(error)[0] == 429:
+        headers["Cache-Control"] = "no-store"
+    return headers
+
+
 def render(error: ProblemError, instance: str | None = None) -> dict[str, Any]:
     """The problem+json body of an error."""
     status, title = status_of(error)

@@ -28,7 +28,7 @@ from serve.common.context import (
 from serve.common.errors import Forbidden, ProblemError
 from serve.common.health import UP, check_amqp, check_redis, failure, overall, probe
 from serve.common.logs import get_logger
-from serve.common.problems import problem, status_of
+from serve.common.problems import problem, response_headers, status_of
 from serve.gateway import messaging_metrics, openapi
 from serve.gateway.bodylimit import BodyLimit
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
@@ -116,14 +116,9 @@ def problem_response(status: int, slug: str, title: str, detail: str, request: R
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        headers: dict[str, str] = {}
-        if "retry_after" in exc.extensions:
-            headers["Retry-After"] = str(exc.extensions["retry_after"])
         status, title = status_of(exc)
-        if status == 429:
-            headers["Cache-Control"] = "no-store"
         return problem_response(status, exc.slug, title, exc.detail, request,
-                                headers=headers, **exc.extensions)
+                                headers=response_headers(exc), **exc.extensions)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

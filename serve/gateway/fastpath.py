@@ -23,15 +23,14 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.common.context import RequestContext
-from serve.common.errors import ProblemError, Unauthorized
-from serve.common.problems import render, status_of
+from serve.common.errors import ProblemError
+from serve.common.problems import render, response_headers, status_of
 from serve.events.schemas import RegistrationIn
-from serve.gateway.auth import client_ip
-from serve.users.tokens import identity_from_access_token
+from serve.gateway.auth import bearer_subject
 
 PATH = re.compile(r"^/api/v1/events/([^/]+)/registrations$")
 TEMPLATE = "/api/v1/events/{event_id}/registrations"
@@ -56,10 +55,12 @@ class ReserveFastPath:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        identity = self._identity(headers.get(b"authorization"))
+        authorization = headers.get(b"authorization")
+        user_id = bearer_subject(self.state.settings,
+                                 authorization.decode("latin-1") if authorization else None)
         key = headers.get(b"idempotency-key")
         json_body = headers.get(b"content-type", b"").split(b";")[0].strip() == b"application/json"
-        if identity is None or not json_body or (key is not None and len(key) > KEY_LIMIT):
+        if user_id is None or not json_body or (key is not None and len(key) > KEY_LIMIT):
             await self.app(scope, receive, send)
             return
         body, more = await _read_body(receive)
@@ -72,27 +73,21 @@ class ReserveFastPath:
             return
         if self.route is not None:
             scope["route"] = self.route
-        ctx = RequestContext(correlation_id=scope["state"]["correlation_id"],
-                             client_ip=client_ip(scope, self.state.settings.forwarded_for_hops),
-                             identity=identity)
         try:
             result = await self.state.inventory.reserve(
-                match[1], identity.user_id, request.ticket_type_id, request.quantity,
+                match[1], user_id, request.ticket_type_id, request.quantity,
                 request.payment_mode, key.decode("latin-1") if key else uuid.uuid4().hex,
-                ctx.correlation_id)
+                scope["state"]["correlation_id"])
         except ProblemError as exc:
-            await _problem(scope, send, exc)
+            status, _ = status_of(exc)
+            await JSONResponse(render(exc, scope["path"]), status_code=status,
+                               media_type="application/problem+json",
+                               headers=response_headers(exc))(scope, receive, send)
             return
-        await _answer(send, 201, orjson.dumps(result), b"application/json")
-
-    def _identity(self, authorization: bytes | None) -> Any:
-        if not authorization or authorization[:7].lower() != b"bearer ":
-            return None
-        try:
-            return identity_from_access_token(self.state.settings,
-                                              authorization[7:].decode("latin-1").strip())
-        except (Unauthorized, LookupError):
-            return None
+        body = orjson.dumps(result)
+        await send({"type": "http.response.start", "status": 201, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _flat(routes: list[BaseRoute]) -> list[BaseRoute]:
@@ -125,22 +120,3 @@ def _replay(body: bytes, more: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replayed
-
-
-async def _problem(scope: Scope, send: Send, exc: ProblemError) -> None:
-    status, _ = status_of(exc)
-    headers: list[tuple[bytes, bytes]] = []
-    if "retry_after" in exc.extensions:
-        headers.append((b"retry-after", str(exc.extensions["retry_after"]).encode()))
-    if status == 429:
-        headers.append((b"cache-control", b"no-store"))
-    await _answer(send, status, orjson.dumps(render(exc, scope["path"])),
-                  b"application/problem+json", headers)
-
-
-async def _answer(send: Send, status: int, body: bytes, media_type: bytes,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", media_type), (b"content-length", str(len(body)).encode()),
-        *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})

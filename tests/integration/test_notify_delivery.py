@@ -47,6 +47,16 @@ def bot_updates(r: Any, bot: BotGateway, **kwargs: Any) -> Updates:
                    answer=bot.answer_callback, **kwargs)
 
 
+async def kinds_and_statuses(r: Any, user: str) -> list[Any]:
+    """(template_key, status, last_error) of each of the user's notifications, in order."""
+    async with r.consumer.sessions() as session:
+        return list((await session.execute(
+            select(notifications.c.template_key, notifications.c.status,
+                   notifications.c.last_error)
+            .where(notifications.c.recipient_id == uuid.UUID(user))
+            .order_by(notifications.c.id))).all())
+
+
 async def test_a_cancelled_event_edits_every_live_ticket(
         migrated_settings: Settings, telegram: tuple[FakeTelegram, str]) -> None:
     fake = telegram[0]
@@ -115,12 +125,7 @@ async def test_a_live_ticket_changed_before_it_was_sent_is_sent_once_as_it_is_no
         await r.consume(registered(user, chat), envelope("registration.created", data),
                         envelope("payment.created", created, "payment"))
         await r.drain()
-        async with r.consumer.sessions() as session:
-            rows = (await session.execute(
-                select(notifications.c.template_key, notifications.c.status,
-                       notifications.c.last_error)
-                .where(notifications.c.recipient_id == uuid.UUID(user))
-                .order_by(notifications.c.id))).all()
+        rows = await kinds_and_statuses(r, user)
     calls = fake.sends(chat)
     assert [c.method for c in calls] == ["sendMessage", "sendPhoto"]
     assert pay_url in str(calls[1].params.get("reply_markup"))
@@ -151,12 +156,7 @@ async def test_rows_a_stopped_sender_left_sending_are_recovered(
                 status="sending", sending_at=stale, attempts=1))
         before = len(fake.sends(chat))
         await r.drain()
-        async with r.consumer.sessions() as session:
-            rows = (await session.execute(
-                select(notifications.c.template_key, notifications.c.status,
-                       notifications.c.last_error)
-                .where(notifications.c.recipient_id == uuid.UUID(user))
-                .order_by(notifications.c.id))).all()
+        rows = await kinds_and_statuses(r, user)
         # a row marked a moment ago by a live sender stays its own
         await r.consume(envelope("checkin.completed", {
             "registration_id": reg, "event_id": data["event_id"], "user_id": user,
