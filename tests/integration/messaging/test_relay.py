@@ -120,7 +120,11 @@ async def test_failed_sends_are_recorded_and_retried_until_they_succeed(
     r.start()
     try:
         await eventually(lambda: _has(consumers, published), "the retried delivery")
-        assert await r.lag() == {"unsent": 0, "oldest_age_seconds": 0}
+        # The row is marked sent after the delivery returns: wait for that commit too.
+        async def drained() -> bool:
+            return await r.lag() == {"unsent": 0, "oldest_age_seconds": 0}
+
+        await eventually(drained, "the delivered row to be marked sent")
         async with engine.connect() as conn:
             row = (await conn.execute(text(
                 "SELECT attempts, last_error, sent_at FROM event_service.outbox "
