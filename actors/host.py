@@ -26,14 +26,15 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actors import shards, store
+from actors.commit import GroupCommit, UnknownOutcome
 from actors.owner import Dropped, EventOwner, OwnerMoved
 from actors.store import NewRegistration
 from cluster.settings import Settings
-from messaging.outbox import UnitOfWork
 from serve.common.errors import Conflict, NotFound, ProblemError, ServiceUnavailable
 from serve.common.logs import configure_logging, get_logger
 from serve.events.inventory import Hold
@@ -64,6 +65,7 @@ class InventoryHost:
                            shards.shards_of_host(index, self.settings.inventory_hosts)}
         self.engine = create_engine(self.settings, "event", pool_size=2, max_overflow=4)
         self.sessions = sessionmaker(self.engine)
+        self.group = GroupCommit(self.settings)
         self.epoch: int | None = None
         self.lost: set[str] = set()  # scopes a newer owner took from this host
         self.owners: dict[str, EventOwner] = {}
@@ -113,6 +115,7 @@ class InventoryHost:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.group.close()
         await self.engine.dispose()
 
     def _mine(self, event_id: str) -> bool:
@@ -172,6 +175,14 @@ class InventoryHost:
         owner = self.owners.pop(event_id, None)
         if owner is not None:
             owner.dropped = True
+
+    def _forget(self, event_ids: set[str], why: BaseException) -> None:
+        """Whether a batch was written is unknown: its events are rebuilt from Postgres at
+        their next use, so memory never counts a seat differently from the database."""
+        self.log.warning("%s rebuilds %d event(s) from Postgres: %s", self.name, len(event_ids),
+                         why)
+        for event_id in event_ids:
+            self._drop(event_id)
 
     async def drop(self, event_id: str) -> bool:
         """Forget an event now (it is moving to another host); True if it was active."""
@@ -239,10 +250,17 @@ class InventoryHost:
     async def _write(self, batch: list[Pending]) -> None:
         try:
             refused = await self._write_batch([d for d, _ in batch])
-        except IntegrityError:
+        except (IntegrityError, asyncpg.IntegrityConstraintViolationError):
             # One bad row (an idempotency key reused on another event) must not sink the rest.
             for item in batch:
                 await self._write_alone(item)
+            return
+        except UnknownOutcome as exc:
+            self._forget({d.event_id for d, _ in batch}, exc)
+            for _, done in batch:
+                _fail(done, ServiceUnavailable("the database connection broke while the "
+                                               "reservation was recorded; retry",
+                                               slug="overloaded", retry_after=1))
             return
         except Exception as exc:
             self.log.exception("writing %d registrations failed", len(batch))
@@ -263,14 +281,14 @@ class InventoryHost:
     async def _write_batch(self, batch: list[NewRegistration]) -> dict[str, BaseException]:
         """One transaction for the decisions this host still owns; the others are refused
         (event id -> why) and their owners dropped."""
+        assert self.epoch is not None
         refused: dict[str, BaseException] = {}
         while batch:
-            async with UnitOfWork(self.sessions, "event") as uow:
-                bad = await self._check(uow.session, sorted({d.event_id for d in batch}))
-                if bad:
-                    await uow.session.rollback()
-                else:
-                    await store.insert_registrations(uow, batch)
+            event_ids = sorted({d.event_id for d in batch})
+            scopes = sorted({self._scope(e) for e in event_ids})
+            held, kind_ok = await self.group.write(batch, scopes, self.epoch, event_ids,
+                                                   hot=self.hot_event is not None)
+            bad = self._judge(event_ids, held, kind_ok)
             if not bad:
                 self.commits += 1
                 self.committed += len(batch)
@@ -283,7 +301,7 @@ class InventoryHost:
         decision, done = item
         try:
             refused = await self._write_batch([decision])
-        except IntegrityError:
+        except (IntegrityError, asyncpg.IntegrityConstraintViolationError):
             _fail(done, Conflict("this Idempotency-Key was already used for another request",
                                  slug="idempotency-key-reused"))
         except Exception as exc:
@@ -301,6 +319,12 @@ class InventoryHost:
         wanted = sorted({self._scope(e) for e in event_ids})
         held, kind_ok = await store.check_fences(session, wanted, self.epoch, event_ids,
                                                  hot=self.hot_event is not None)
+        return self._judge(event_ids, held, kind_ok)
+
+    def _judge(self, event_ids: list[str], held: set[str],
+               kind_ok: set[str]) -> dict[str, BaseException]:
+        """Of ``event_ids``, those whose scope is no longer held or that moved to another
+        kind of host, and why; their owners are dropped."""
         bad: dict[str, BaseException] = {}
         for event_id in event_ids:
             scope = self._scope(event_id)
