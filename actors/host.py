@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actors import shards, store
-from actors.commit import GroupCommit, UnknownOutcome
+from actors.commit import GroupCommit, Lost, UnknownOutcome
 from actors.owner import Dropped, EventOwner, OwnerMoved
 from actors.store import NewRegistration
 from cluster.settings import Settings
@@ -265,7 +265,7 @@ class InventoryHost:
         except Exception as exc:
             self.log.exception("writing %d registrations failed", len(batch))
             answer: BaseException = exc
-            if is_overload(exc):  # no seat was taken: the client may simply retry
+            if is_overload(exc) or isinstance(exc, Lost):  # no seat was taken: retry
                 answer = ServiceUnavailable("no database connection to record the "
                                             "reservation; retry", slug="overloaded",
                                             retry_after=1)
