@@ -27,7 +27,6 @@ from collections import defaultdict
 from typing import Any
 
 import asyncpg
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actors import shards, store
@@ -176,13 +175,19 @@ class InventoryHost:
         if owner is not None:
             owner.dropped = True
 
-    def _forget(self, event_ids: set[str], why: BaseException) -> None:
-        """Whether a batch was written is unknown: its events are rebuilt from Postgres at
-        their next use, so memory never counts a seat differently from the database."""
+    def _unknown(self, batch: list[Pending], why: UnknownOutcome) -> None:
+        """Whether ``batch`` was written is unknown: its events are rebuilt from Postgres at
+        their next use, so memory never counts a seat differently from the database, and
+        its callers are told to retry (their idempotency keys answer what was written)."""
+        event_ids = {d.event_id for d, _ in batch}
         self.log.warning("%s rebuilds %d event(s) from Postgres: %s", self.name, len(event_ids),
                          why)
         for event_id in event_ids:
             self._drop(event_id)
+        for _, done in batch:
+            _fail(done, ServiceUnavailable("the database connection broke while the "
+                                           "reservation was recorded; retry",
+                                           slug="overloaded", retry_after=1))
 
     async def drop(self, event_id: str) -> bool:
         """Forget an event now (it is moving to another host); True if it was active."""
@@ -250,17 +255,13 @@ class InventoryHost:
     async def _write(self, batch: list[Pending]) -> None:
         try:
             refused = await self._write_batch([d for d, _ in batch])
-        except (IntegrityError, asyncpg.IntegrityConstraintViolationError):
+        except asyncpg.IntegrityConstraintViolationError:
             # One bad row (an idempotency key reused on another event) must not sink the rest.
             for item in batch:
                 await self._write_alone(item)
             return
         except UnknownOutcome as exc:
-            self._forget({d.event_id for d, _ in batch}, exc)
-            for _, done in batch:
-                _fail(done, ServiceUnavailable("the database connection broke while the "
-                                               "reservation was recorded; retry",
-                                               slug="overloaded", retry_after=1))
+            self._unknown(batch, exc)
             return
         except Exception as exc:
             self.log.exception("writing %d registrations failed", len(batch))
@@ -279,7 +280,7 @@ class InventoryHost:
                 done.set_result(None)
 
     async def _write_batch(self, batch: list[NewRegistration]) -> dict[str, BaseException]:
-        """One transaction for the decisions this host still owns; the others are refused
+        """One statement for the decisions this host still owns; the others are refused
         (event id -> why) and their owners dropped."""
         assert self.epoch is not None
         refused: dict[str, BaseException] = {}
@@ -301,9 +302,11 @@ class InventoryHost:
         decision, done = item
         try:
             refused = await self._write_batch([decision])
-        except (IntegrityError, asyncpg.IntegrityConstraintViolationError):
+        except asyncpg.IntegrityConstraintViolationError:
             _fail(done, Conflict("this Idempotency-Key was already used for another request",
                                  slug="idempotency-key-reused"))
+        except UnknownOutcome as exc:
+            self._unknown([item], exc)
         except Exception as exc:
             _fail(done, exc)
         else:

@@ -93,8 +93,9 @@ async def test_a_batch_is_written_whole_and_wakes_the_relay(world: Any,
     assert (held, kind_ok) == ({scope}, {event_id})
     assert await counts(sessions, event_id) == (3, 2, 2, 3)
     async with sessions() as s:
-        envelope = await s.scalar(select(outbox_for("event").c.envelope)
-                                  .order_by(outbox_for("event").c.id).limit(1))
+        outbox = outbox_for("event")
+        envelope = await s.scalar(select(outbox.c.envelope).where(outbox.c.aggregate_id == event_id)
+                                  .order_by(outbox.c.id).limit(1))
     assert envelope["data"]["registration_id"] == batch[0].registration_id
     assert envelope["correlation_id"] == "cid-1"
 

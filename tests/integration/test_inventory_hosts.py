@@ -144,6 +144,23 @@ async def test_the_same_idempotency_key_gives_the_same_registration(
     assert await db.statuses(event_id) == Counter({"confirmed": 2})
 
 
+async def test_a_key_reused_on_another_event_is_refused_and_the_rest_of_the_batch_written(
+        migrated_settings: Settings, db: Db) -> None:
+    first, tt1 = await db.event(quantity=10, price=0)
+    other, tt2 = await db.event(quantity=10, price=0)
+    inv = client(migrated_settings)
+    user = f"u-{uuid.uuid4()}"
+    await inv.call(first, "reserve", user, tt1, 1, idempotency_key="shared")
+    results = await asyncio.gather(
+        attempt(inv, other, user, tt2, 1, idempotency_key="shared"),
+        *(attempt(inv, other, f"{user}-{i}", tt2, 1, idempotency_key="own") for i in range(3)))
+    assert isinstance(results[0], Conflict) and results[0].slug == "idempotency-key-reused"
+    assert all(isinstance(r, dict) for r in results[1:])
+    assert await db.statuses(first) == Counter({"confirmed": 1})
+    assert await db.statuses(other) == Counter({"confirmed": 3})
+    assert await db.published("registration.created", other) == 3
+
+
 async def test_payment_before_expiry_confirms_and_nothing_expires(migrated_settings: Settings,
                                                                  db: Db) -> None:
     event_id, tt = await db.event(quantity=1)
