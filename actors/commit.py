@@ -27,6 +27,7 @@ from cluster.settings import Settings, schema_of
 from messaging import catalogue
 from messaging.envelope import Envelope
 from messaging.outbox import channel_of, outbox_for
+from messaging.relay import asyncpg_dsn
 from storage.event import idempotency_keys, registrations, reservations
 
 PRODUCER = "event"
@@ -81,8 +82,7 @@ def arguments(batch: list[NewRegistration], scopes: list[str], epoch: int,
     """The statement's arguments: every row's columns, holds and keys as NULL where absent."""
     envelopes = [Envelope(type="registration.created", producer=PRODUCER,
                           correlation_id=n.correlation_id,
-                          data=catalogue.validate("registration.created",
-                                                  created_payload(n) | {"waitlist_offer": False}))
+                          data=catalogue.validate("registration.created", created_payload(n)))
                  for n in batch]
     return [scopes, epoch, event_ids, hot,
             [n.registration_id for n in batch], [n.event_id for n in batch],
@@ -106,8 +106,7 @@ def broken(exc: BaseException) -> bool:
 
 class GroupCommit:
     def __init__(self, settings: Settings) -> None:
-        self.dsn = settings.database_url_for(PRODUCER).replace(
-            "postgresql+asyncpg://", "postgresql://", 1)
+        self.dsn = asyncpg_dsn(settings.database_url_for(PRODUCER))
         self.schema = schema_of(PRODUCER)
         self.conn: asyncpg.Connection | None = None
         self.backend: int | None = None  # the server pid of ``conn``

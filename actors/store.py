@@ -207,12 +207,14 @@ async def insert_registrations(uow: UnitOfWork, batch: list[NewRegistration],
             "regs": [n.registration_id for n in keyed]})
     for n in batch:
         uow.correlation_id = n.correlation_id
-        uow.publish("registration.created", created_payload(n) | {
-            "waitlist_offer": waitlist_offer}, aggregate_id=n.event_id)
+        uow.publish("registration.created", created_payload(n, waitlist_offer),
+                    aggregate_id=n.event_id)
 
 
-def created_payload(n: NewRegistration) -> dict[str, Any]:
-    return {"registration_id": n.registration_id, "event_id": n.event_id,
+def created_payload(n: NewRegistration, waitlist_offer: bool = False) -> dict[str, Any]:
+    """The ``registration.created`` payload of a decision."""
+    return {"waitlist_offer": waitlist_offer,
+            "registration_id": n.registration_id, "event_id": n.event_id,
             "organization_id": n.organization_id, "ticket_type_id": n.ticket_type_id,
             "user_id": n.user_id, "quantity": n.quantity, "status": n.status,
             "amount": n.amount, "currency": n.currency, "payment_mode": n.payment_mode,
