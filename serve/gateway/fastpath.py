@@ -7,12 +7,16 @@ limit, rate limit, read caches), so a reservation passes the same checks as any 
 answers the plain case itself and hands everything else to the FastAPI route, which answers
 it as before:
 
-- an event this replica has not yet seen go to the event service (the route learns it);
 - a missing or invalid token, a body that is not valid ``RegistrationIn`` JSON, an
-  ``Idempotency-Key`` longer than 200 characters.
+  ``Idempotency-Key`` longer than 200 characters;
+- a refusal for an event this replica has not yet seen: the route asks the event service,
+  which answers ``404`` to a caller who may not see the event (its existence stays private)
+  and the inventory's refusal to anyone else.
 
-What it answers is what the route answers: ``201`` with the registration, or the inventory's
-problem (``409 sold-out`` ...) as ``application/problem+json``.
+An event not yet seen is reserved here too: the inventory sells only on a published event, and
+on a group event only to its members, so whoever it sells to may see the event; the event is
+then known. What it answers is what the route answers: ``201`` with the registration, or the
+inventory's problem (``409 sold-out`` ...) as ``application/problem+json``.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class ReserveFastPath:
             return
         match = PATH.match(scope["path"])
         known = getattr(self.state, "known_events", None)
-        if match is None or known is None or match[1] not in known:
+        if match is None or known is None:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -71,19 +75,25 @@ class ReserveFastPath:
         if request is None:  # the route reads the body again and answers the 422
             await self.app(scope, _replay(body, more, receive), send)
             return
+        event_id = match[1]
+        seen = event_id in known
         if self.route is not None:
             scope["route"] = self.route
         try:
             result = await self.state.inventory.reserve(
-                match[1], user_id, request.ticket_type_id, request.quantity,
+                event_id, user_id, request.ticket_type_id, request.quantity,
                 request.payment_mode, key.decode("latin-1") if key else uuid.uuid4().hex,
                 scope["state"]["correlation_id"])
         except ProblemError as exc:
+            if not seen:  # nothing was taken: the route answers, as the event service says
+                await self.app(scope, _replay(body, [], receive), send)
+                return
             status, _ = status_of(exc)
             await JSONResponse(render(exc, scope["path"]), status_code=status,
                                media_type="application/problem+json",
                                headers=response_headers(exc))(scope, receive, send)
             return
+        known[event_id] = True
         body = orjson.dumps(result)
         await send({"type": "http.response.start", "status": 201, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -27,8 +27,8 @@ class Recorder:
         return await self.call(args[0], "reserve", *args[1:])
 
 
-def app() -> tuple[TestClient, Recorder, Recorder]:
-    event, inventory = Recorder(), Recorder()
+def app(event: Recorder | None = None) -> tuple[TestClient, Recorder, Recorder]:
+    event, inventory = event or Recorder(), Recorder()
     fakes = {n: Recorder() for n in ("user", "payment", "notification", "media", "analytics")}
     application = create_app(SETTINGS, Services(event=event, **fakes))  # type: ignore[arg-type]
     application.state.inventory = inventory
@@ -40,17 +40,38 @@ def auth(user_id: str = "u1") -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_access_token(SETTINGS, user_id)}"}
 
 
-def test_the_first_registration_goes_through_the_service_then_straight_to_the_actor() -> None:
+def test_an_unseen_event_is_reserved_straight_on_the_inventory_and_then_known() -> None:
     client, event, inventory = app()
     body = {"ticket_type_id": "tt", "quantity": 2}
     first = client.post("/api/v1/events/e1/registrations", json=body, headers=auth())
     second = client.post("/api/v1/events/e1/registrations", json=body,
                          headers=auth() | {"Idempotency-Key": "k-7"})
     assert first.status_code == second.status_code == 201
-    assert [c[0] for c in event.calls] == ["register"]
-    [(event_id, method, user, tt, quantity, mode, key, _cid)] = inventory.calls
-    assert (event_id, method, user, tt, quantity, mode, key) == (
+    assert event.calls == []
+    assert "e1" in client.app.state.known_events  # type: ignore[attr-defined]
+    assert [c[:7] for c in inventory.calls][1] == (
         "e1", "reserve", "u1", "tt", 2, "full", "k-7")
+
+
+class Hidden(Recorder):
+    """An event service for which the caller may not see the event."""
+
+    async def call(self, *args: Any) -> Any:
+        from serve.common.errors import NotFound
+
+        self.calls.append(args)
+        raise NotFound("no event e1")
+
+
+def test_a_refusal_on_an_unseen_event_is_answered_by_the_event_service() -> None:
+    client, hidden, _ = app(Hidden())
+    client.app.state.inventory = SoldOut()  # type: ignore[attr-defined]
+    url = "/api/v1/events/e1/registrations"
+    answer = client.post(url, json={"ticket_type_id": "tt"}, headers=auth())
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert [c[0] for c in hidden.calls] == ["register"]
+    assert "e1" not in client.app.state.known_events  # type: ignore[attr-defined]
 
 
 def test_lifecycle_routes_name_their_action() -> None:
