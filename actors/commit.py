@@ -110,7 +110,18 @@ class GroupCommit:
         self.schema = schema_of(PRODUCER)
         self.conn: asyncpg.Connection | None = None
         self.backend: int | None = None  # the server pid of ``conn``
+        self.prepared: Any = None  # the statement prepared on ``conn``
         self.reconnects = 0
+
+    async def open(self) -> None:
+        """Connect and prepare the statement ahead of the first batch."""
+        await self._prepared()
+
+    async def _prepared(self) -> Any:
+        """The statement, prepared on the current connection (a new one after a break)."""
+        if self.conn is None or self.conn.is_closed() or self.prepared is None:
+            self.prepared = await (await self._connection()).prepare(statement())
+        return self.prepared
 
     async def _connection(self) -> asyncpg.Connection:
         if self.conn is None or self.conn.is_closed():
@@ -128,9 +139,9 @@ class GroupCommit:
         error (a reused idempotency key) raises with nothing written."""
         args = arguments(batch, scopes, epoch, event_ids, hot)
         for attempt in (1, 2):
-            conn = await self._connection()  # failing here, nothing was sent
+            prepared = await self._prepared()  # failing here, nothing was sent
             try:
-                row = await conn.fetchrow(statement(), *args)
+                row = await prepared.fetchrow(*args)
             except Exception as exc:
                 if not broken(exc):
                     raise
@@ -167,6 +178,6 @@ class GroupCommit:
         return bool(found)
 
     async def close(self) -> None:
-        conn, self.conn = self.conn, None
+        conn, self.conn, self.prepared = self.conn, None, None
         if conn is not None and not conn.is_closed():
             conn.terminate()

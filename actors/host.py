@@ -91,6 +91,7 @@ class InventoryHost:
                                                 f"{self.name}@{os.getpid()}")
         self.log.info("%s holds epoch %d for %d scope(s)", self.name, self.epoch,
                       len(self.scopes))
+        await self.group.open()
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self._housekeeping()),
                       loop.create_task(self._resume_holds())]
