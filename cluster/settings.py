@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     # /events/{id}/ticket-types answers in memory this long (0 = off); its own writes drop the
     # answers they change at once, other replicas' writes show within this time.
     local_cache_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
+    # ... and up to this long while it hears the event service's read changes from Postgres
+    # (a change drops an event's answers; seats changed show within local_cache_ttl_seconds).
+    local_cache_max_seconds: float = Field(default=60.0, ge=0, le=3600)
     # /actuator/prometheus answers requests from these networks, or bearing this token.
     metrics_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"])

@@ -28,6 +28,12 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 
+def read_changes_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which triggers announce changes to what event reads show
+    (migration ``event_0004``)."""
+    return f"afisha_reads_{schema}"
+
+
 def _now() -> Column[object]:
     return Column("created_at", DateTime(timezone=True), nullable=False,
                   server_default=func.now())

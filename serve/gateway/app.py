@@ -32,6 +32,7 @@ from serve.common.problems import problem, response_headers, status_of
 from serve.gateway import messaging_metrics, openapi
 from serve.gateway.bodylimit import BodyLimit
 from serve.gateway.cache import ResponseCacheMiddleware, build_cache
+from serve.gateway.changefeed import ReadChanges
 from serve.gateway.deps import base_context, enforce_authentication
 from serve.gateway.fastpath import ReserveFastPath
 from serve.gateway.localcache import LocalReadCache
@@ -138,7 +139,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 
-def create_app(settings: Settings, services: Services) -> FastAPI:
+def create_app(settings: Settings, services: Services,
+               read_changes: ReadChanges | None = None) -> FastAPI:
+    """``read_changes``: the replica's feed of the event service's read changes, which lets
+    its read cache keep answers until they change (``serve.gateway.localcache``)."""
     app = FastAPIOffline(  # Swagger UI and ReDoc from the package: /docs works offline
         title="Afisha API",
         version="0.1.0",
@@ -156,7 +160,8 @@ def create_app(settings: Settings, services: Services) -> FastAPI:
         app.add_middleware(ResponseCacheMiddleware, redis=cache, prefix=settings.redis_key_prefix,
                            ttl=settings.response_cache_ttl_seconds)
     if settings.local_cache_ttl_seconds:
-        app.add_middleware(LocalReadCache, ttl=settings.local_cache_ttl_seconds)
+        app.add_middleware(LocalReadCache, ttl=settings.local_cache_ttl_seconds,
+                           max_ttl=settings.local_cache_max_seconds, feed=read_changes)
     app.add_middleware(RateLimitMiddleware, settings=settings, limiter=build_limiter(settings))
     app.add_middleware(BodyLimit, limit=settings.max_request_body_bytes)
     app.add_middleware(RefuseNul)
