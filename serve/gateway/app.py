@@ -153,9 +153,11 @@ def create_app(settings: Settings, services: Services,
     app.state.settings = settings
     app.state.services = services
     # Outermost last: correlation id and metrics, rate limiting, this replica's read cache,
-    # the shared (Redis) response cache, then the reservation fast path.
+    # the shared (Redis) response cache, then the reservation fast path. A replica that hears
+    # the read changes keeps its answers until they change and has no use for the shared
+    # cache, whose answers a change reaches only through the event service's own writes.
     app.add_middleware(ReserveFastPath, state=app.state, routes=app.router.routes)
-    cache = build_cache(settings)
+    cache = build_cache(settings) if read_changes is None else None
     if cache is not None:
         app.add_middleware(ResponseCacheMiddleware, redis=cache, prefix=settings.redis_key_prefix,
                            ttl=settings.response_cache_ttl_seconds)
@@ -174,6 +176,9 @@ def create_app(settings: Settings, services: Services,
     @app.get("/actuator/health", tags=["operations"], summary="Platform health")
     async def health(request: Request) -> JSONResponse:
         body = await platform_health(settings, services, base_context(request))
+        if read_changes is not None:  # this replica's read cache hears the read changes
+            body["services"]["gateway"]["read_changes"] = (
+                "listening" if read_changes.listening else "reconnecting")
         return JSONResponse(body, status_code=200 if body["status"] == UP else 503)
 
     @app.get("/actuator/prometheus", tags=["operations"], summary="Prometheus metrics",

@@ -1,7 +1,9 @@
 """Response cache for anonymous ``GET /api/v1/events`` and ``GET /api/v1/events/{id}``.
 
-Only with Redis (``AFISHA_REDIS_URL``) and ``AFISHA_RESPONSE_CACHE_TTL_SECONDS`` > 0. Only
-requests without an ``Authorization`` header and ``200 application/json`` answers are cached.
+Only with Redis (``AFISHA_REDIS_URL``) and ``AFISHA_RESPONSE_CACHE_TTL_SECONDS`` > 0, and only
+in a gateway replica that does not hear the event service's read changes (its own read cache,
+``serve.gateway.localcache``, keeps answers until they change when it does). Only requests
+without an ``Authorization`` header and ``200 application/json`` answers are cached.
 
 Keys: ``<prefix>:cache:events:gen`` holds a generation number; answers are stored under
 ``<prefix>:cache:events:<gen>:<sha256 of path?query>`` with the TTL.
