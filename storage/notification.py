@@ -55,6 +55,8 @@ notifications = Table(
           unique=True),
     Index("ix_notifications_queued", "not_before", "id",
           postgresql_where=text("status = 'queued'")),
+    # The sender's oldest due rows, in id order, without walking the rows already handled.
+    Index("ix_notifications_queued_id", "id", postgresql_where=text("status = 'queued'")),
     Index("ix_notifications_sending", "sending_at", postgresql_where=text("status = 'sending'")),
     Index("ix_notifications_recipient", "recipient_id", "id"),
     Index("ix_notifications_event", "event_id", "id"),
