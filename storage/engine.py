@@ -18,7 +18,7 @@ from cluster.settings import Settings, schema_of
 # was nearly empty (a sequential scan), stayed cached on its connection until an ANALYZE
 # invalidated it, and under sale load autoanalyze lagged for minutes. Measured on an open-loop
 # flash sale at 300/s (four 12 s rounds): the analytics single-row UPDATE by primary key took
-# 0.4 -> 2.4 ms a call and the notification sender's due query 7 -> 58 ms, Postgres 0.35 -> 0.51
+# 0.4 -> 3.0 ms a call and the notification sender's due query 9 -> 59 ms, Postgres 0.35 -> 0.51
 # cores; planned each time, 0.03-0.06 ms and 1.6 ms, Postgres 0.29-0.31 cores throughout. The
 # inventory hosts' group commit keeps its prepared plan: planned at every batch it cost 2-3x.
 PLANNING = {"plan_cache_mode": "force_custom_plan"}
