@@ -16,11 +16,11 @@ import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Text, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import schema_of
+from messaging.listen import keep_listening
 from messaging.outbox import channel_of, outbox_for
 from messaging.transport import OutboxMessage, Transport
 from serve.common.logs import get_logger
@@ -140,25 +140,17 @@ class Relay:
 
     async def _listen(self) -> None:
         """Keep a LISTEN connection open; reconnect when it drops (polling covers the gap)."""
-        channel = channel_of(self.service)
-        while True:
-            try:
-                conn = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=5)
-                try:
-                    await conn.add_listener(channel, lambda *_: self._wake.set())
-                    self.listening = True
-                    self._wake.set()
-                    while not conn.is_closed():
-                        await asyncio.sleep(min(self.poll_seconds, 5.0))
-                        await conn.execute("SELECT 1")
-                finally:
-                    self.listening = False
-                    await conn.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.debug("outbox listener reconnecting: %s", exc)
-                await asyncio.sleep(self.poll_seconds)
+        def up() -> None:
+            self.listening = True
+            self._wake.set()
+
+        def down() -> None:
+            self.listening = False
+
+        await keep_listening(asyncpg_dsn(self.database_url), channel_of(self.service),
+                             lambda _payload: self._wake.set(), on_up=up, on_down=down,
+                             keepalive_seconds=min(self.poll_seconds, 5.0),
+                             retry_seconds=self.poll_seconds, log=self.log)
 
     async def lag(self) -> dict[str, Any]:
         """Unsent rows and the age of the oldest one (seconds)."""

@@ -7,8 +7,7 @@ that LISTENs on that channel and tells its subscribers (the replica's read cache
 
 Notifications sent while the connection is down are lost: subscribers are told the feed was
 lost (they stop trusting what they kept) and, while it is down, that it is not listening (they
-keep answers only briefly). A dead connection is noticed by a ``SELECT 1`` every
-``keepalive_seconds``.
+keep answers only briefly). The connection is ``messaging.listen.keep_listening``'s.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import asyncio
 import contextlib
 from typing import Protocol
 
-import asyncpg
-
+from messaging.listen import keep_listening
 from serve.common.logs import get_logger
 
 log = get_logger("gateway.changes")
@@ -52,7 +50,6 @@ class ReadChanges:
         self.keepalive_seconds = keepalive_seconds
         self.retry_seconds = retry_seconds
         self.listening = False
-        self.received = 0
         self._subscribers: list[ChangeSubscriber] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -71,14 +68,16 @@ class ReadChanges:
                 await self._task
             self._task = None
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _notified(self, payload: str) -> None:
         change = parse(payload)
         if change is None:
             log.warning("ignored a read-change notification: %r", payload[:200])
             return
-        self.received += 1
         for subscriber in self._subscribers:
             subscriber.changed(*change)
+
+    def _up(self) -> None:
+        self.listening = True
 
     def _lost(self) -> None:
         self.listening = False
@@ -86,22 +85,7 @@ class ReadChanges:
             subscriber.feed_lost()
 
     async def _run(self) -> None:
-        while True:
-            try:
-                conn = await asyncpg.connect(self.dsn, timeout=5,
-                                             server_settings={"application_name": APPLICATION})
-                try:
-                    await conn.add_listener(self.channel, self._notified)
-                    self.listening = True
-                    while not conn.is_closed():
-                        await asyncio.sleep(self.keepalive_seconds)
-                        await conn.execute("SELECT 1", timeout=self.keepalive_seconds)
-                finally:
-                    self._lost()
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("read-change feed reconnecting: %s", exc)
-            await asyncio.sleep(self.retry_seconds)
+        await keep_listening(self.dsn, self.channel, self._notified, on_up=self._up,
+                             on_down=self._lost, keepalive_seconds=self.keepalive_seconds,
+                             retry_seconds=self.retry_seconds, log=log,
+                             server_settings={"application_name": APPLICATION})

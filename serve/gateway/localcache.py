@@ -153,7 +153,8 @@ class LocalReadCache:
             self.floor = self.changes
             if kind == "e":
                 self.lists_changed_at = self.changes
-                self._drop(lambda _key: True)
+                self.answers.clear()
+                self.by_event.clear()
             else:
                 self._shorten(lambda answer: answer.seats)
             return
