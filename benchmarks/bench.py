@@ -76,6 +76,7 @@ class Options:
     browse_events: int = 100
     cold_events: int = 100
     many_events: int = 1000
+    settings: dict[str, str] = field(default_factory=dict)  # more AFISHA_* for the platform
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
 
@@ -153,6 +154,7 @@ class Platform:
         for name in ("AFISHA_AMQP_URL", "AFISHA_REDIS_URL"):
             if os.environ.get(name):
                 self.env[name] = os.environ[name]
+        self.env.update(options.settings)
         self.env["AFISHA_AMQP_EXCHANGE"] = f"afisha.bench.{options.run_id}"
         self.env["AFISHA_REDIS_KEY_PREFIX"] = f"afisha-bench-{options.run_id}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -429,7 +431,8 @@ def capacity_pass(args: argparse.Namespace, options: Options, plan: dict[str, An
         out["rounds"] += capacity.alternate(base, afisha, args.rounds, scenario=scenario,
                                             mode=mode, targets=chosen, browse=browse, **common)
         if scenario == "FlashSale":
-            rate = capacity.median_of(out["rounds"], "FlashSale", "baseline", "sale_rate")
+            rate = args.open_rate or capacity.median_of(out["rounds"], "FlashSale",
+                                                        "baseline", "sale_rate")
             out["open_loop"] = open_loop_flash(args, plan, tokens, base, afisha, rate, url)
         if scenario == "SpreadSale" and plan["cold"]:
             out["cold"] = cold_events(args, plan, tokens, base, afisha)
@@ -550,6 +553,13 @@ QUICK = {"rounds": 1, "round_seconds": 4, "open_seconds": 4, "hot_quantity": 100
          "max_seconds": 30, "idle_seconds": 3, "settle_seconds": 60, "drain_seconds": 60}
 
 
+def setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("AFISHA_"):
+        raise argparse.ArgumentTypeError(f"expected AFISHA_NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -562,6 +572,8 @@ def arguments() -> argparse.Namespace:
     add("--round-seconds", type=float, default=10, help="length of a wrk round (10)")
     add("--wrk-threads", type=int, default=2)
     add("--open-seconds", type=float, default=15, help="length of the open-loop run (15)")
+    add("--open-rate", type=float, default=0,
+        help="arrivals/s of the open-loop run (the baseline's median sale rate)")
     add("--cold-rate", type=float, default=20, help="arrivals/s of first reservations (20)")
     add("--settle-seconds", type=float, default=120,
         help="longest wait for a round to settle (payments and analytics rows)")
@@ -585,6 +597,8 @@ def arguments() -> argparse.Namespace:
     add("--price", type=int, default=150000, help="minor units (RUB kopecks)")
     add("--drain-seconds", type=float, default=60,
         help="longest wait for Afisha's backlog after each Locust scenario")
+    add("--setting", type=setting, action="append", default=[], metavar="AFISHA_NAME=VALUE",
+        help="a setting for Afisha's platform (repeatable), e.g. to compare two values")
     add("--results", type=Path, default=HERE / "results")
     add("--scenarios", nargs="*", default=["FlashSale"], choices=SCENARIOS,
         help="Locust scenarios (FlashSale)")
@@ -603,7 +617,7 @@ def main() -> None:
                       args.session_seconds, args.hot_quantity, args.spread_quantity, args.price,
                       args.results.resolve(), spread_events=args.spread_events,
                       browse_events=args.browse_events, cold_events=args.cold_events,
-                      many_events=args.many_events)
+                      many_events=args.many_events, settings=dict(args.setting))
     capacity.wrk_binary()
     options.results.mkdir(parents=True, exist_ok=True)
     for log in ("afisha-run.log", "baseline.log", "wrk.log"):
