@@ -36,8 +36,8 @@ class InventoryClient:
         except LookupError:  # no database yet: the hosts will refuse to start anyway
             url = ""
         self.namespace = shards.namespace_of(url)
-        window = self.settings.inventory_client_batch_ms / 1000
-        self._batcher = ReserveBatcher(self, window) if window > 0 else None
+        self._batcher = ReserveBatcher(self, self.settings.inventory_client_batch_ms / 1000,
+                                       self.settings.inventory_client_calls_in_flight)
 
     # --- routing ---
     def host_of(self, event_id: str) -> str:
@@ -104,18 +104,17 @@ class InventoryClient:
         """Reserve seats (the hot path); batched with concurrent requests for the same host."""
         args = (user_id, ticket_type_id, quantity, payment_mode, idempotency_key,
                 correlation_id)
-        if self._batcher is not None:
-            host = self.host_of(event_id)
-            try:
-                return await self._batcher.reserve(host, (event_id, *args))
-            except ProblemError as exc:
-                if not isinstance(exc, ServiceUnavailable):
-                    raise
-                self._after_refusal(exc, event_id, host)
-            except Exception as exc:
-                if not _actor_gone(exc):
-                    raise
-                self._handles.pop(host, None)
+        host = self.host_of(event_id)
+        try:
+            return await self._batcher.reserve(host, (event_id, *args))
+        except ProblemError as exc:
+            if not isinstance(exc, ServiceUnavailable):
+                raise
+            self._after_refusal(exc, event_id, host)
+        except Exception as exc:
+            if not _actor_gone(exc):
+                raise
+            self._handles.pop(host, None)
         return await self.call(event_id, "reserve", *args)
 
     async def send_batch(self, host: str, requests: list[tuple[Any, ...]]) -> list[Any]:

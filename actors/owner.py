@@ -86,13 +86,23 @@ class EventOwner:
         and idempotency keys (``None`` when there is no such event)."""
         async with host.sessions() as session:
             catalogue = await store.load_catalogue(session, event_id)
-            if catalogue is None:
-                return None
-            inv = Inventory()
-            owners = await store.load_inventory(session, event_id, catalogue, inv)
-            keys = await store.load_keys(session, event_id,
-                                         host.settings.inventory_keys_in_memory)
-        owner = cls(host, event_id, catalogue, inv, owners, keys)
+        if catalogue is None:
+            return None
+        inv = Inventory()
+
+        async def seats() -> dict[str, str]:
+            async with host.sessions() as session:
+                return await store.load_inventory(session, event_id, catalogue, inv)
+
+        async def keys() -> dict[tuple[str, str], str]:
+            async with host.sessions() as session:
+                return await store.load_keys(session, event_id,
+                                             host.settings.inventory_keys_in_memory)
+
+        # Seats and keys on two connections at once: a first reservation waits for one
+        # round trip fewer.
+        owners, known = await asyncio.gather(seats(), keys())
+        owner = cls(host, event_id, catalogue, inv, owners, known)
         for hold in inv.holds.values():
             host.schedule(event_id, hold)
         return owner

@@ -138,13 +138,16 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: int = Field(default=900, ge=1)
     waitlist_offer_ttl_seconds: int = Field(default=900, ge=1)
     # Inventory hosts (actors.host): how many shared hosts own the events' inventories; an
-    # event's owner leaves memory after this long idle; requests arriving within the batch
-    # window are persisted in one transaction; callers send the reservations for one host
-    # arriving within their batch window in one call; CPU reserved by each host.
+    # event's owner leaves memory after this long idle; a host writes one batch at a time, each
+    # holding every decision made while the previous one was written (and within the batch
+    # window, 0: none waited for); a caller has at most ``inventory_client_calls_in_flight``
+    # calls to a host at once, and the reservations arriving meanwhile (and within its batch
+    # window) leave together in the next; CPU reserved by each host.
     inventory_hosts: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     inventory_idle_seconds: float = Field(default=300, gt=0)
-    inventory_batch_window_ms: float = Field(default=2, ge=0)
-    inventory_client_batch_ms: float = Field(default=2, ge=0)
+    inventory_batch_window_ms: float = Field(default=0, ge=0)
+    inventory_client_batch_ms: float = Field(default=0, ge=0)
+    inventory_client_calls_in_flight: int = Field(default=1, ge=1)
     inventory_num_cpus: float = Field(default=0, ge=0)
     # Idempotency keys an event's owner keeps in memory (the newest); a retry of an older key
     # is answered from Postgres.

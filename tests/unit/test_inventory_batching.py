@@ -70,3 +70,59 @@ async def test_later_requests_start_a_new_batch() -> None:
     assert host.calls == [("h0", ["e1"]), ("h0", ["e1"])]
     with pytest.raises(Conflict):
         await ReserveBatcher(FakeHost(seats=0), 0.001).reserve("h0", req("e9", "c"))
+
+
+class GatedHost(FakeHost):
+    """A host whose calls return only when the test opens the gate."""
+
+    def __init__(self, seats: int) -> None:
+        super().__init__(seats)
+        self.gate = asyncio.Event()
+
+    async def send_batch(self, host: str, requests: list[tuple[Any, ...]]) -> list[Any]:
+        answers = await super().send_batch(host, requests)
+        await self.gate.wait()
+        return answers
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_requests_arriving_during_a_call_leave_together_when_it_returns() -> None:
+    host = GatedHost(seats=9)
+    batcher = ReserveBatcher(host, window_seconds=0, in_flight=1)
+    first = asyncio.create_task(batcher.reserve("h0", req("e1", "a")))
+    await settle()
+    assert host.calls == [("h0", ["e1"])]  # sent without waiting for company
+    later = [asyncio.create_task(batcher.reserve("h0", req(e, u)))
+             for e, u in (("e2", "b"), ("e3", "c"))]
+    await settle()
+    assert len(host.calls) == 1  # the host's one call slot is busy
+    host.gate.set()
+    results = await asyncio.gather(first, *later)
+    assert host.calls == [("h0", ["e1"]), ("h0", ["e2", "e3"])]
+    assert [r["user"] for r in results] == ["a", "b", "c"]
+
+
+async def test_a_second_call_slot_sends_at_once_and_a_third_request_waits() -> None:
+    host = GatedHost(seats=9)
+    batcher = ReserveBatcher(host, window_seconds=0, in_flight=2)
+    tasks = [asyncio.create_task(batcher.reserve("h0", req("e1", "a")))]
+    await settle()
+    tasks.append(asyncio.create_task(batcher.reserve("h0", req("e2", "b"))))
+    await settle()
+    tasks += [asyncio.create_task(batcher.reserve("h0", req(e, u)))
+              for e, u in (("e3", "c"), ("e4", "d"))]
+    await settle()
+    assert host.calls == [("h0", ["e1"]), ("h0", ["e2"])]
+    host.gate.set()
+    await asyncio.gather(*tasks)
+    assert host.calls[2:] == [("h0", ["e3", "e4"])]
+    assert batcher._busy == {} and batcher._queues == {}  # nothing left behind
+
+
+def test_a_batcher_needs_a_call_slot() -> None:
+    with pytest.raises(ValueError, match="in_flight"):
+        ReserveBatcher(FakeHost(seats=1), in_flight=0)
