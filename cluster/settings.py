@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     background_niceness: int = Field(default=10, ge=0, le=19)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
+    # A relay woken by a first new row waits this long for more to join its batch.
+    outbox_linger_ms: float = Field(default=20, ge=0)
     outbox_retention_hours: float = Field(default=168, gt=0)
     redis_url: str | None = None
     s3_endpoint: str | None = None

@@ -1,6 +1,8 @@
 """The outbox relay of one publishing service, running inside that service's replica.
 
-It wakes on the outbox ``NOTIFY`` (polling every ``outbox_poll_seconds`` as a fallback), takes
+It wakes on the outbox ``NOTIFY`` (polling every ``outbox_poll_seconds`` as a fallback), waits
+``outbox_linger_ms`` for more rows to join the first (at a few messages a second each batch would
+otherwise carry one, and every batch costs each consumer a transaction), takes
 the oldest unsent rows under a per-service advisory lock (one relay drains at a time, so several
 replicas keep the order per aggregate), hands them to the transport (the envelope's JSON as
 stored, never parsed and dumped again), and marks them sent in the same transaction only after
@@ -35,7 +37,7 @@ class Relay:
     def __init__(self, service: str, sessions: async_sessionmaker[AsyncSession],
                  transport: Transport, *, database_url: str, poll_seconds: float = 1.0,
                  batch_size: int = 200, retry_backoff: float = 0.2,
-                 retention_hours: float = 168) -> None:
+                 retention_hours: float = 168, linger_seconds: float = 0.0) -> None:
         self.service = service
         self.sessions = sessions
         self.transport = transport
@@ -44,6 +46,7 @@ class Relay:
         self.batch_size = batch_size
         self.retry_backoff = retry_backoff
         self.retention_hours = retention_hours
+        self.linger = linger_seconds
         self._pruned_at = 0.0
         self.outbox = outbox_for(service)
         self.lock_key = zlib.crc32(f"afisha-relay:{schema_of(service)}".encode())
@@ -101,9 +104,11 @@ class Relay:
                 self.log.info("relay recovered after %d failed attempts", self.failures)
             self.failures, self.last_error = 0, None
             await self._prune_hourly()
-            if sent < self.batch_size:
+            if sent < self.batch_size:  # the outbox is empty: wait for the next row
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                if self.linger:  # and let the rows right behind it join its batch
+                    await asyncio.sleep(self.linger)
 
     async def prune(self) -> int:
         """Delete rows sent longer than ``retention_hours`` ago; how many went."""

@@ -44,6 +44,7 @@ class MessagingRuntime:
             poll_seconds=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
             retry_backoff=settings.message_retry_backoff_seconds,
             retention_hours=settings.outbox_retention_hours,
+            linger_seconds=settings.outbox_linger_ms / 1000,
         ) if service in PRODUCERS.values() else None
         self.amqp_consumer: Any = None
         self._starter: asyncio.Task[None] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -47,10 +48,10 @@ async def engine(messaging_settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 def relay(settings: Settings, engine: AsyncEngine, consumers: Consumers,
-          poll_seconds: float = 0.2) -> Relay:
+          poll_seconds: float = 0.2, linger_seconds: float = 0.0) -> Relay:
     return Relay("event", sessionmaker(engine), EmbeddedTransport(consumers.deliver),
                  database_url=settings.database_url_for("event"), poll_seconds=poll_seconds,
-                 batch_size=7, retry_backoff=0.01)
+                 batch_size=7, retry_backoff=0.01, linger_seconds=linger_seconds)
 
 
 async def publish(engine: AsyncEngine, count: int) -> list[uuid.UUID]:
@@ -99,6 +100,41 @@ async def test_the_commit_notification_wakes_the_relay_before_its_poll(
         await eventually(lambda: _has(consumers, published), "the NOTIFY wake-up", limit=30)
     finally:
         await sleepy.close()
+
+
+class Batches(Consumers):
+    """Also records how many messages each delivery to one consumer carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def deliver(self, service: str, envelopes: list[Envelope]) -> None:
+        if service == "analytics":
+            self.sizes.append(len(envelopes))
+        await super().deliver(service, envelopes)
+
+
+async def test_rows_committed_right_after_the_first_leave_in_its_batch(
+        messaging_settings: Settings, engine: AsyncEngine) -> None:
+    consumers = Batches()
+    lingering = relay(messaging_settings, engine, consumers, poll_seconds=3600,
+                      linger_seconds=1.0)
+    lingering.start()
+    try:
+        await eventually(lambda: _listening(lingering), "the relay to LISTEN")
+        published = await publish(engine, 1)
+        await asyncio.sleep(0.2)  # unlingering, the first would be delivered by now
+        published += await publish(engine, 2)
+
+        async def all_arrived() -> bool:
+            return len(consumers.received) == 3
+
+        await eventually(all_arrived, "the three messages", limit=30)
+    finally:
+        await lingering.close()
+    assert consumers.received == published
+    assert consumers.sizes == [3]  # one delivery, not one per commit
 
 
 async def _listening(r: Relay) -> bool:
