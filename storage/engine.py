@@ -51,8 +51,7 @@ def refuse_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     trip, where SQLAlchemy's ``pool_pre_ping`` sent three (BEGIN, a ping, ROLLBACK) for every
     checkout of every session. A connection that breaks unnoticed fails its statement instead:
     SQLAlchemy then replaces every connection of the pool."""
-    raw = getattr(dbapi_connection, "_connection", None)  # asyncpg's, under the adapter
-    if raw is not None and raw.is_closed():
+    if dbapi_connection.driver_connection.is_closed():  # asyncpg's, under the adapter
         raise sa_exc.DisconnectionError("the database closed this pooled connection")
 
 
