@@ -137,6 +137,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, slug, title, detail, request,
                                 headers=getattr(exc, "headers", None))
 
+class Unlabelled:
+    """The gateway's FastAPI app behind a plain ASGI callable.
+
+    For an app with ``routes`` Serve finds each request's route template by walking the app's
+    routes, only to label its own request metrics and logs. With that walk the gateway spent
+    0.61-0.68 ms of CPU per cached read, without it 0.38 ms (wrk, 64 connections, on
+    ``GET /api/v1/events/{id}``). The gateway's own metrics carry the template
+    (``afisha_http_requests{route=...}`` on ``/actuator/prometheus``); Serve's carry the route
+    prefix.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings, services: Services,

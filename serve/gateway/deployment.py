@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -12,7 +11,7 @@ from cluster.settings import Settings, schema_of
 from messaging.relay import asyncpg_dsn
 from serve.common.clients import ServiceClient
 from serve.common.logs import configure_logging
-from serve.gateway.app import create_app
+from serve.gateway.app import Unlabelled, create_app
 from serve.gateway.changefeed import ReadChanges
 from serve.gateway.services import Services
 from storage.event import read_changes_channel
@@ -35,8 +34,8 @@ class Gateway:
         if self.read_changes is not None:
             self.read_changes.start()
 
-    def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.settings, self.services, self.read_changes)
+    def __serve_build_asgi_app__(self) -> Unlabelled:
+        return Unlabelled(create_app(self.settings, self.services, self.read_changes))
 
 
 def read_changes(settings: Settings) -> ReadChanges | None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from serve.gateway.app import create_app
+from serve.gateway.app import Unlabelled, create_app
 from serve.gateway.services import Services
 from tests.conftest import make_settings
 
@@ -155,3 +155,18 @@ def test_every_operation_documents_its_errors_as_problems() -> None:
             for code in ("401", "404", "422", "503"):
                 content = operation["responses"][code]["content"]
                 assert list(content) == ["application/problem+json"], (method, path, code)
+
+
+def test_the_replica_app_answers_as_the_api_and_shows_serve_no_routes() -> None:
+    fakes = {n: FakeClient(n) for n in ("user", "event", "payment", "notification", "media",
+                                         "analytics")}
+    api = create_app(make_settings(metrics_token=METRICS_TOKEN),
+                     Services(**fakes))  # type: ignore[arg-type]
+    app = Unlabelled(api)
+    assert not hasattr(app, "routes")  # Serve labels by route only for an app with routes
+    with TestClient(app) as client:  # lifespan and requests pass through
+        assert client.get("/actuator/health").json()["status"] == "UP"
+        assert client.get("/api/v1/nowhere").status_code == 404
+        text = client.get("/actuator/prometheus",
+                          headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+    assert 'route="/actuator/health",status="200"' in text
