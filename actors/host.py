@@ -37,7 +37,7 @@ from cluster.settings import Settings
 from serve.common.errors import Conflict, NotFound, ProblemError, ServiceUnavailable
 from serve.common.logs import configure_logging, get_logger
 from serve.events.inventory import Hold
-from storage.engine import create_engine, is_overload, sessionmaker
+from storage.engine import create_engine, is_overload, read_sessionmaker, sessionmaker
 
 CALLS = frozenset({"ready", "refresh", "reserve", "confirm_payment", "cancel", "expire_due"})
 Pending = tuple[NewRegistration, "asyncio.Future[None]"]
@@ -62,8 +62,9 @@ class InventoryHost:
             self.name = shards.host_name(index)
             self.scopes = {shards.shard_scope(s) for s in
                            shards.shards_of_host(index, self.settings.inventory_hosts)}
-        self.engine = create_engine(self.settings, "event", pool_size=2, max_overflow=4)
+        self.engine = create_engine(self.settings, "event", pool_size=4, max_overflow=4)
         self.sessions = sessionmaker(self.engine)
+        self.reads = read_sessionmaker(self.engine)
         self.group = GroupCommit(self.settings)
         self.epoch: int | None = None
         self.lost: set[str] = set()  # scopes a newer owner took from this host

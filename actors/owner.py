@@ -50,6 +50,7 @@ class OwnerMoved(ServiceUnavailable):
 class HostServices(Protocol):
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    reads: async_sessionmaker[AsyncSession]  # autocommit: no BEGIN/ROLLBACK round trips
 
     def commit(self, decision: NewRegistration) -> asyncio.Future[None]: ...
 
@@ -84,24 +85,26 @@ class EventOwner:
     async def activate(cls, host: HostServices, event_id: str) -> EventOwner | None:
         """Rebuild from Postgres: the event, its ticket types, confirmed seats, unexpired holds
         and idempotency keys (``None`` when there is no such event)."""
-        async with host.sessions() as session:
-            catalogue = await store.load_catalogue(session, event_id)
-        if catalogue is None:
-            return None
-        inv = Inventory()
+        async def catalogue_of() -> store.Catalogue | None:
+            async with host.reads() as session:
+                return await store.load_catalogue(session, event_id)
 
-        async def seats() -> dict[str, str]:
-            async with host.sessions() as session:
-                return await store.load_inventory(session, event_id, catalogue, inv)
+        async def seats() -> store.Seats:
+            async with host.reads() as session:
+                return await store.load_seats(session, event_id)
 
         async def keys() -> dict[tuple[str, str], str]:
-            async with host.sessions() as session:
+            async with host.reads() as session:
                 return await store.load_keys(session, event_id,
                                              host.settings.inventory_keys_in_memory)
 
-        # Seats and keys on two connections at once: a first reservation waits for one
-        # round trip fewer.
-        owners, known = await asyncio.gather(seats(), keys())
+        # Three connections at once, each statement on its own (no transaction): a first
+        # reservation waits for two round trips, not a chain of transactions.
+        catalogue, found, known = await asyncio.gather(catalogue_of(), seats(), keys())
+        if catalogue is None:
+            return None
+        inv = Inventory()
+        owners = store.fill_inventory(inv, catalogue, found)
         owner = cls(host, event_id, catalogue, inv, owners, known)
         for hold in inv.holds.values():
             host.schedule(event_id, hold)

@@ -81,24 +81,36 @@ async def load_catalogue(session: AsyncSession, event_id: str) -> Catalogue | No
     return Catalogue(dict(event), rules)
 
 
-async def load_inventory(session: AsyncSession, event_id: str, catalogue: Catalogue,
-                         inv: Inventory) -> dict[str, str]:
-    """Fill ``inv`` with confirmed seats and held reservations; returns hold id -> registration."""
-    for tt, rules in catalogue.rules.items():
-        inv.set_ticket_type(tt, rules.quantity, rules.per_user_limit)
+@dataclass
+class Seats:
+    confirmed: list[tuple[str, str, int]]  # (ticket type, user, quantity)
+    held: list[dict[str, Any]]  # reservation rows
+
+
+async def load_seats(session: AsyncSession, event_id: str) -> Seats:
+    """Confirmed seats per ticket type and user, and the held reservations of one event."""
     confirmed = await session.execute(
         select(registrations.c.ticket_type_id, registrations.c.user_id,
                func.sum(registrations.c.quantity))
         .where(registrations.c.event_id == event_id,
                registrations.c.status.in_(("confirmed", "checked_in")))
         .group_by(registrations.c.ticket_type_id, registrations.c.user_id))
-    for tt, user, quantity in confirmed.all():
-        inv.add_confirmed(tt, user, int(quantity))
     held = await session.execute(
         select(reservations).where(reservations.c.event_id == event_id,
                                    reservations.c.status == "held"))
+    return Seats([(tt, user, int(n)) for tt, user, n in confirmed.all()],
+                 [dict(r) for r in held.mappings().all()])
+
+
+def fill_inventory(inv: Inventory, catalogue: Catalogue, seats: Seats) -> dict[str, str]:
+    """Fill ``inv`` with the ticket types, confirmed seats and held reservations; returns hold
+    id -> registration."""
+    for tt, rules in catalogue.rules.items():
+        inv.set_ticket_type(tt, rules.quantity, rules.per_user_limit)
+    for tt, user, quantity in seats.confirmed:
+        inv.add_confirmed(tt, user, quantity)
     owners: dict[str, str] = {}
-    for r in held.mappings().all():
+    for r in seats.held:
         inv.restore_hold(Hold(r["id"], r["ticket_type_id"], r["user_id"], r["quantity"],
                               epoch(r["expires_at"])))
         owners[r["id"]] = r["registration_id"]

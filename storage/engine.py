@@ -59,6 +59,15 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+    """Sessions for reads that need no transaction: each statement stands alone (autocommit),
+    so a session sends its statements and nothing else, where a transactional one adds a BEGIN
+    and a ROLLBACK round trip. Under READ COMMITTED each statement has a snapshot of its own
+    either way. The connection returns to the pool transactional again."""
+    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"),
+                              expire_on_commit=False)
+
+
 async def ping(engine: AsyncEngine, schema: str) -> None:
     """Raise unless the database answers and the service's schema exists."""
     async with engine.connect() as conn:

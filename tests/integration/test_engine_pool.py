@@ -1,5 +1,6 @@
 """The services' connection pools against the real Postgres: a checkout sends nothing to the
-server, and a pooled connection the server ended is replaced before anyone uses it."""
+server, a read session sends its statements only, and a pooled connection the server ended is
+replaced before anyone uses it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import text
 
 from cluster.settings import Settings
 from messaging.relay import asyncpg_dsn
-from storage.engine import create_engine, sessionmaker
+from storage.engine import create_engine, read_sessionmaker, sessionmaker
 
 
 async def test_a_checkout_sends_only_the_sessions_own_statements(
@@ -27,6 +28,29 @@ async def test_a_checkout_sends_only_the_sessions_own_statements(
         # The session's own transaction only. (Prepared statements are not logged; a ping
         # would show as a transaction of its own before it.)
         assert sent == ["BEGIN;", "ROLLBACK;"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_session_sends_no_transaction_and_leaves_none_behind(
+        migrated_settings: Settings) -> None:
+    engine = create_engine(migrated_settings, "event", pool_size=1, max_overflow=0)
+    sent: list[str] = []
+    try:
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            raw.add_query_logger(lambda record: sent.append(record.query))
+        xact = text("SELECT pg_current_xact_id()")
+        async with read_sessionmaker(engine)() as session:
+            first, second = await session.scalar(xact), await session.scalar(xact)
+        assert first != second  # each statement was a transaction of its own
+        assert sent == []  # and the session sent no BEGIN or ROLLBACK
+        async with sessionmaker(engine)() as session:  # the same connection, transactional again
+            first, second = await session.scalar(xact), await session.scalar(xact)
+        assert first == second
+        # SQLAlchemy names the isolation level it restored (Postgres' default).
+        assert sent == ["BEGIN ISOLATION LEVEL READ COMMITTED;", "ROLLBACK;"]
     finally:
         await engine.dispose()
 
