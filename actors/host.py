@@ -62,6 +62,7 @@ class InventoryHost:
             self.name = shards.host_name(index)
             self.scopes = {shards.shard_scope(s) for s in
                            shards.shards_of_host(index, self.settings.inventory_hosts)}
+        # Kept open: an activation reads on three connections at once, the flusher writes on one.
         self.engine = create_engine(self.settings, "event", pool_size=4, max_overflow=4)
         self.sessions = sessionmaker(self.engine)
         self.reads = read_sessionmaker(self.engine)

@@ -137,6 +137,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, slug, title, detail, request,
                                 headers=getattr(exc, "headers", None))
 
+
 class Unlabelled:
     """The gateway's FastAPI app behind a plain ASGI callable.
 
