@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +35,8 @@ from serve.events.domain import (
 )
 from serve.events.inventory import Hold, Inventory
 from serve.events.views import registration_view
+
+T = TypeVar("T")
 
 
 class Dropped(Exception):
@@ -85,22 +87,15 @@ class EventOwner:
     async def activate(cls, host: HostServices, event_id: str) -> EventOwner | None:
         """Rebuild from Postgres: the event, its ticket types, confirmed seats, unexpired holds
         and idempotency keys (``None`` when there is no such event)."""
-        async def catalogue_of() -> store.Catalogue | None:
+        async def read(load: Callable[..., Awaitable[T]], *args: Any) -> T:
             async with host.reads() as session:
-                return await store.load_catalogue(session, event_id)
-
-        async def seats() -> store.Seats:
-            async with host.reads() as session:
-                return await store.load_seats(session, event_id)
-
-        async def keys() -> dict[tuple[str, str], str]:
-            async with host.reads() as session:
-                return await store.load_keys(session, event_id,
-                                             host.settings.inventory_keys_in_memory)
+                return await load(session, event_id, *args)
 
         # Three connections at once, each statement on its own (no transaction): a first
         # reservation waits for two round trips, not a chain of transactions.
-        catalogue, found, known = await asyncio.gather(catalogue_of(), seats(), keys())
+        catalogue, found, known = await asyncio.gather(
+            read(store.load_catalogue), read(store.load_seats),
+            read(store.load_keys, host.settings.inventory_keys_in_memory))
         if catalogue is None:
             return None
         inv = Inventory()

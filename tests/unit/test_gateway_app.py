@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from serve.gateway.app import Unlabelled, create_app
@@ -28,11 +29,16 @@ class FakeClient:
 METRICS_TOKEN = "metrics-" + "m" * 32
 
 
-def make_client(**statuses: str) -> tuple[TestClient, dict[str, FakeClient]]:
+def make_app(**statuses: str) -> tuple[FastAPI, dict[str, FakeClient]]:
     names = ("user", "event", "payment", "notification", "media", "analytics")
     fakes = {n: FakeClient(n, statuses.get(n, "UP")) for n in names}
     app = create_app(make_settings(metrics_token=METRICS_TOKEN),
                      Services(**fakes))  # type: ignore[arg-type]
+    return app, fakes
+
+
+def make_client(**statuses: str) -> tuple[TestClient, dict[str, FakeClient]]:
+    app, fakes = make_app(**statuses)
     return TestClient(app), fakes
 
 
@@ -158,11 +164,7 @@ def test_every_operation_documents_its_errors_as_problems() -> None:
 
 
 def test_the_replica_app_answers_as_the_api_and_shows_serve_no_routes() -> None:
-    fakes = {n: FakeClient(n) for n in ("user", "event", "payment", "notification", "media",
-                                         "analytics")}
-    api = create_app(make_settings(metrics_token=METRICS_TOKEN),
-                     Services(**fakes))  # type: ignore[arg-type]
-    app = Unlabelled(api)
+    app = Unlabelled(make_app()[0])
     assert not hasattr(app, "routes")  # Serve labels by route only for an app with routes
     with TestClient(app) as client:  # lifespan and requests pass through
         assert client.get("/actuator/health").json()["status"] == "UP"
