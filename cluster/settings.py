@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # the rest).
     background_niceness: int = Field(default=10, ge=0, le=19)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # Loops woken when work arrives look anyway this often: outbox relays and the notification
+    # sender (woken by PostgreSQL NOTIFY) while their LISTEN connection is up, else every poll
+    # interval above; the sandbox's webhook deliverer (woken by a checkout) while nothing is due.
+    listening_poll_seconds: float = Field(default=30.0, gt=0)
     outbox_batch_size: int = Field(default=200, ge=1)
     # A relay woken by a first new row waits this long for more to join its batch.
     outbox_linger_ms: float = Field(default=20, ge=0)

@@ -1,6 +1,8 @@
 """The outbox relay of one publishing service, running inside that service's replica.
 
-It wakes on the outbox ``NOTIFY`` (polling every ``outbox_poll_seconds`` as a fallback), waits
+It wakes on the outbox ``NOTIFY``; it also polls, every ``listening_poll_seconds`` while its
+LISTEN connection is up and every ``outbox_poll_seconds`` while it is not (a platform at rest
+then sends no statement for the relay most seconds). It waits
 ``outbox_linger_ms`` for more rows to join the first (at a few messages a second each batch would
 otherwise carry one, and every batch costs each consumer a transaction), takes
 the oldest unsent rows under a per-service advisory lock (one relay drains at a time, so several
@@ -37,12 +39,14 @@ class Relay:
     def __init__(self, service: str, sessions: async_sessionmaker[AsyncSession],
                  transport: Transport, *, database_url: str, poll_seconds: float = 1.0,
                  batch_size: int = 200, retry_backoff: float = 0.2,
-                 retention_hours: float = 168, linger_seconds: float = 0.0) -> None:
+                 retention_hours: float = 168, linger_seconds: float = 0.0,
+                 listening_poll_seconds: float | None = None) -> None:
         self.service = service
         self.sessions = sessions
         self.transport = transport
         self.database_url = database_url
         self.poll_seconds = poll_seconds
+        self.listening_poll = listening_poll_seconds or poll_seconds
         self.batch_size = batch_size
         self.retry_backoff = retry_backoff
         self.retention_hours = retention_hours
@@ -105,8 +109,9 @@ class Relay:
             self.failures, self.last_error = 0, None
             await self._prune_hourly()
             if sent < self.batch_size:  # the outbox is empty: wait for the next row
+                wait = self.listening_poll if self.listening else self.poll_seconds
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 if self.linger:  # and let the rows right behind it join its batch
                     await asyncio.sleep(self.linger)
 
@@ -144,17 +149,19 @@ class Relay:
         await asyncio.sleep(backoff(self.failures, self.retry_backoff))
 
     async def _listen(self) -> None:
-        """Keep a LISTEN connection open; reconnect when it drops (polling covers the gap)."""
+        """Keep a LISTEN connection open; reconnect when it drops (polling covers the gap:
+        losing the connection wakes the relay, which then polls at the shorter interval)."""
         def up() -> None:
             self.listening = True
             self._wake.set()
 
         def down() -> None:
             self.listening = False
+            self._wake.set()
 
         await keep_listening(asyncpg_dsn(self.database_url), channel_of(self.service),
                              lambda _payload: self._wake.set(), on_up=up, on_down=down,
-                             keepalive_seconds=min(self.poll_seconds, 5.0),
+                             keepalive_seconds=min(self.listening_poll, 5.0),
                              retry_seconds=self.poll_seconds, log=self.log)
 
     async def lag(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class MessagingRuntime:
             service, sessions, self._transport(embedded_deliver),
             database_url=settings.database_url_for(service),
             poll_seconds=settings.outbox_poll_seconds, batch_size=settings.outbox_batch_size,
+            listening_poll_seconds=settings.listening_poll_seconds,
             retry_backoff=settings.message_retry_backoff_seconds,
             retention_hours=settings.outbox_retention_hours,
             linger_seconds=settings.outbox_linger_ms / 1000,

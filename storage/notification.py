@@ -134,3 +134,9 @@ updates = Table(
     Column("update_id", BigInteger, primary_key=True),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+def queued_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which a trigger announces newly queued notifications
+    (migration ``notification_0005``), so a sender at rest wakes for them."""
+    return f"afisha_queued_{schema}"

@@ -58,6 +58,15 @@ async def due(session: AsyncSession, limit: int, busy: Iterable[uuid.UUID]) -> S
     return (await session.execute(query)).all()
 
 
+async def due_in(session: AsyncSession) -> float | None:
+    """Seconds until the earliest queued row is due (negative: overdue); None when no row is
+    queued."""
+    found = await session.scalar(
+        select(func.extract("epoch", func.min(notifications.c.not_before) - func.now()))
+        .where(notifications.c.status == "queued"))
+    return None if found is None else float(found)
+
+
 MARK = text(
     "UPDATE notifications AS n SET status = 'sending', attempts = v.attempts, "
     "sending_at = clock_timestamp() "

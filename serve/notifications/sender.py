@@ -9,6 +9,12 @@ cluster-wide limiter. Just before each Bot API call the row is marked ``sending`
 attempt in a committed transaction (marks of concurrent sends are written together, while the
 send waits for its slot); its outcome is committed right after the call (outcomes written
 together too). Without a bot token messages are written to the log and marked ``logged``.
+
+Between drains: after one that settled rows the sender looks again in
+``notification_poll_seconds``. At rest (nothing settled) it waits until the earliest queued
+row is due, at most ``listening_poll_seconds``, and wakes at once when a statement queues rows
+(the ``notification_0005`` trigger's NOTIFY). Without its LISTEN connection it polls every
+``notification_poll_seconds`` again.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import Settings, schema_of
+from messaging.listen import keep_listening
+from messaging.relay import asyncpg_dsn
 from serve.common.logs import get_logger
 from serve.common.retry import backoff
 from serve.notifications import deliveries
@@ -35,6 +43,7 @@ from serve.notifications.deliveries import Outcome
 from serve.notifications.grouped import GroupWriter
 from serve.notifications.limiter import Limiter, wait_for_slot
 from serve.notifications.telegram import BotGateway, Failure
+from storage.notification import queued_channel
 
 log = get_logger("notification.sender")
 
@@ -104,19 +113,25 @@ class Sender:
         self.sending_timeout = sending_timeout_seconds
         self.window = min(settings.notification_batch_size, 1000)
         self.poll_seconds = settings.notification_poll_seconds
+        self.listening_poll = settings.listening_poll_seconds
+        self.listening = False
+        self.locked_out = False  # the last drain found another sender holding the lock
         self.lock_key = zlib.crc32(f"afisha-sender:{schema_of('notification')}".encode())
         self.stats = SenderStats()
         self._concurrency = asyncio.Semaphore(CONCURRENT_CHATS)
         self._marks: GroupWriter[tuple[int, int, bool], bool] = GroupWriter(self._write_marks)
         self._outcomes: GroupWriter[tuple[Any, Outcome], None] = GroupWriter(
             self._write_outcomes)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self.resting = False  # waiting after a drain that settled nothing
+        self._queued = False  # rows were announced since the last drain began
 
     # --- the loop ---
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="notification-sender")
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run(), name="notification-sender"),
+                           asyncio.create_task(self._listen(), name="notification-listen")]
 
     def wake(self) -> None:
         self._wake.set()
@@ -125,8 +140,9 @@ class Sender:
         failures = 0
         while True:
             self._wake.clear()
+            self._queued = False
             try:
-                await self.drain_once()
+                settled = await self.drain_once()
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -134,14 +150,58 @@ class Sender:
                 log.warning("sender drain failed (%d): %s", failures, self.stats.last_error)
                 await asyncio.sleep(backoff(failures, 0.2))
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            wait = self.poll_seconds
+            if not settled and self.listening:
+                self.resting = True  # from here an announcement wakes the loop
+                if self._queued:
+                    wait = 0.0
+                elif self.locked_out:  # the sender draining now takes what becomes due
+                    wait = self.listening_poll
+                else:
+                    wait = await self._until_due()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            finally:
+                self.resting = False
+
+    async def _until_due(self) -> float:
+        """Seconds until the earliest queued row is due, at most ``listening_poll``."""
+        try:
+            async with self.sessions() as session:
+                due_in = await deliveries.due_in(session)
+        except Exception as exc:
+            log.warning("reading the next due notification failed: %s", exc)
+            return self.poll_seconds
+        return self.listening_poll if due_in is None else min(max(due_in, 0.0),
+                                                              self.listening_poll)
+
+    async def _listen(self) -> None:
+        def up() -> None:
+            self.listening = True
+            self._wake.set()
+
+        def down() -> None:
+            self.listening = False
+            self._wake.set()
+
+        def announced(_payload: str) -> None:
+            self._queued = True
+            if self.resting:
+                self._wake.set()
+
+        await keep_listening(
+            asyncpg_dsn(self.settings.database_url_for("notification")),
+            queued_channel(schema_of("notification")), announced, on_up=up, on_down=down,
+            keepalive_seconds=min(self.listening_poll, 5.0), retry_seconds=self.poll_seconds,
+            log=log)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await task
 
     async def drain_once(self) -> int:
         """Deliver the due rows until none is left, keeping up to ``window`` rows in flight;
@@ -150,7 +210,9 @@ class Sender:
         engine = self.sessions.kw["bind"]
         async with engine.connect() as conn:
             lock = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            if not await lock.scalar(select(func.pg_try_advisory_lock(self.lock_key))):
+            self.locked_out = not await lock.scalar(
+                select(func.pg_try_advisory_lock(self.lock_key)))
+            if self.locked_out:
                 return 0
             try:
                 async with self.sessions() as session, session.begin():

@@ -1,4 +1,8 @@
-"""The sandbox provider's webhook sender: delivers queued notifications, retrying with backoff."""
+"""The sandbox provider's webhook sender: delivers queued notifications, retrying with backoff.
+
+A checkout wakes it; at rest it waits until the earliest undelivered notification's next
+attempt, at most ``rest_seconds``, rather than polling.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +25,9 @@ BATCH = 20
 
 class SandboxDeliverer:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], provider: SandboxProvider,
-                 target_url: str, log: logging.Logger) -> None:
+                 target_url: str, log: logging.Logger, rest_seconds: float = 30.0) -> None:
         self.sessions = sessions
+        self.rest_seconds = rest_seconds
         self.provider = provider
         self.target_url = target_url
         self.log = log
@@ -31,15 +36,26 @@ class SandboxDeliverer:
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=10) as client:
             while True:
+                self.wake.clear()
                 try:
                     sent = await self.deliver_due(client)
+                    wait = 0.0 if sent else await self.next_attempt_in()
                 except Exception:
                     self.log.exception("sandbox webhook delivery failed; retrying")
-                    sent = 0
-                if not sent:
-                    self.wake.clear()
+                    wait = 0.5
+                if wait > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), 0.5)
+                        await asyncio.wait_for(self.wake.wait(), wait)
+
+    async def next_attempt_in(self) -> float:
+        """Seconds until an undelivered notification is due, at most ``rest_seconds``."""
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(func.extract("epoch", func.min(sandbox_webhooks.c.next_attempt_at)
+                                    - func.now()))
+                .where(sandbox_webhooks.c.delivered_at.is_(None)))
+        return self.rest_seconds if found is None else min(max(float(found), 0.0),
+                                                           self.rest_seconds)
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """Send every due notification once (rows locked so replicas never send one twice)."""

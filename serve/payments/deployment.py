@@ -40,7 +40,8 @@ class PaymentService(ServiceBase):
         self.sandbox = SandboxProvider(reveal(self.settings.sandbox_webhook_secret) or "", base,
                                        self.settings.webhook_tolerance_seconds)
         self.deliverer = SandboxDeliverer(self.sessions, self.sandbox,
-                                          f"{base}/api/v1/webhooks/sandbox", self.log)
+                                          f"{base}/api/v1/webhooks/sandbox", self.log,
+                                          self.settings.listening_poll_seconds)
         self.providers: dict[str, Provider] = {}
         if self.settings.payment_provider is None:
             raise RuntimeError("AFISHA_PAYMENT_PROVIDER is not set (afisha run and deploy "

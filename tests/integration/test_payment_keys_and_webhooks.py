@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -24,6 +25,7 @@ from serve.payments.providers import SandboxProvider
 from storage.engine import create_engine, sessionmaker
 from storage.payment import sandbox_webhooks
 from tests.fakes.server import running
+from tests.integration.messaging.conftest import eventually
 
 
 @pytest.fixture
@@ -134,3 +136,23 @@ async def test_sandbox_webhooks_are_delivered_signed_and_retried(
                                       .order_by(sandbox_webhooks.c.id))).all()
     assert [r.attempts for r in rows] == [2, 1]
     assert all(r.delivered_at is not None for r in rows)
+
+
+async def test_a_resting_deliverer_retries_when_the_backoff_ends_without_a_wake(
+        sessions: Any, receiver: Receiver) -> None:
+    deliverer = SandboxDeliverer(sessions, receiver.provider, receiver.url,
+                                 logging.getLogger("test"), rest_seconds=3600)
+    async with sessions() as session, session.begin():
+        await session.execute(sandbox_webhooks.delete())
+        await receiver.provider.checkout(session, "sbx_2", "succeeded", copies=1)
+    running_deliverer = asyncio.create_task(deliverer.run())
+    try:
+        async def both_delivered() -> bool:
+            return len(receiver.received) == 2
+
+        await eventually(both_delivered, "the refused webhook's retry", limit=30)
+    finally:
+        running_deliverer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running_deliverer
+    assert receiver.refused == 1 and len(receiver.received) == 2

@@ -48,10 +48,13 @@ async def engine(messaging_settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 def relay(settings: Settings, engine: AsyncEngine, consumers: Consumers,
-          poll_seconds: float = 0.2, linger_seconds: float = 0.0) -> Relay:
+          poll_seconds: float = 0.2, linger_seconds: float = 0.0,
+          listening_poll_seconds: float | None = None, database_url: str | None = None
+          ) -> Relay:
     return Relay("event", sessionmaker(engine), EmbeddedTransport(consumers.deliver),
-                 database_url=settings.database_url_for("event"), poll_seconds=poll_seconds,
-                 batch_size=7, retry_backoff=0.01, linger_seconds=linger_seconds)
+                 database_url=database_url or settings.database_url_for("event"),
+                 poll_seconds=poll_seconds, batch_size=7, retry_backoff=0.01,
+                 linger_seconds=linger_seconds, listening_poll_seconds=listening_poll_seconds)
 
 
 async def publish(engine: AsyncEngine, count: int) -> list[uuid.UUID]:
@@ -62,6 +65,19 @@ async def publish(engine: AsyncEngine, count: int) -> list[uuid.UUID]:
                 "event_id": f"e{n % 3}", "organization_id": "o", "title": "t",
                 "starts_at": "2030-01-01T10:00:00Z"}, aggregate_id=f"e{n % 3}").id)
     return ids
+
+
+async def unannounced(engine: AsyncEngine) -> uuid.UUID:
+    """An outbox row committed without the NOTIFY a unit of work sends with it."""
+    envelope = Envelope(type="event.published", producer="event", correlation_id="c", data={
+        "event_id": "e9", "organization_id": "o", "title": "t",
+        "starts_at": "2030-01-01T10:00:00Z"})
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO event_service.outbox (message_id, type, aggregate_id, envelope) "
+            "VALUES (:id, :type, 'e9', CAST(:envelope AS jsonb))"),
+            {"id": envelope.id, "type": envelope.type, "envelope": envelope.model_dump_json()})
+    return envelope.id
 
 
 async def unsent(engine: AsyncEngine) -> int:
@@ -100,6 +116,40 @@ async def test_the_commit_notification_wakes_the_relay_before_its_poll(
         await eventually(lambda: _has(consumers, published), "the NOTIFY wake-up", limit=30)
     finally:
         await sleepy.close()
+
+
+async def test_a_listening_relay_does_not_poll_and_its_next_wake_takes_what_it_missed(
+        messaging_settings: Settings, engine: AsyncEngine) -> None:
+    consumers = Consumers()
+    quiet = relay(messaging_settings, engine, consumers, poll_seconds=0.1,
+                  listening_poll_seconds=3600)
+    quiet.start()
+    try:
+        await eventually(lambda: _listening(quiet), "the relay to LISTEN")
+        missed = await unannounced(engine)
+        await asyncio.sleep(1.0)  # ten polls' worth at the interval used without a listener
+        assert missed not in consumers.received
+        (announced,) = await publish(engine, 1)
+        await eventually(lambda: _has(consumers, announced), "the NOTIFY wake-up", limit=30)
+        assert consumers.received[-2:] == [missed, announced]
+    finally:
+        await quiet.close()
+
+
+async def test_without_its_listener_the_relay_polls(
+        messaging_settings: Settings, engine: AsyncEngine) -> None:
+    consumers = Consumers()
+    deaf = relay(messaging_settings, engine, consumers, poll_seconds=0.1,
+                 listening_poll_seconds=3600,
+                 database_url="postgresql+asyncpg://nobody@127.0.0.1:1/nothing")
+    deaf.start()
+    try:
+        await asyncio.sleep(0.5)  # past its first drain, which runs on start
+        missed = await unannounced(engine)
+        await eventually(lambda: _has(consumers, missed), "a poll to find the row", limit=30)
+        assert not deaf.listening
+    finally:
+        await deaf.close()
 
 
 class Batches(Consumers):
