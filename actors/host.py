@@ -8,7 +8,8 @@ its own (``inventory-hot-<event id>``). Hosts are named, detached and restarted 
   from memory when idle (no process ends);
 - one flusher group-commits the reservations of every event decided within a short window, in
   one transaction that first checks the host's fence;
-- one timer heap expires the holds of every event it owns.
+- one timer heap expires the holds of every event it owns; a starting host puts one timer
+  per event with open holds at the first hold's expiry, and activates the event then.
 
 Fencing: on start a host takes a new epoch for its scopes (its shards, or its hot event) in
 ``inventory_fences``; every write it makes checks, in the same transaction, that the epoch is
@@ -41,6 +42,8 @@ from storage.engine import create_engine, is_overload, read_sessionmaker, sessio
 
 CALLS = frozenset({"ready", "refresh", "reserve", "confirm_payment", "cancel", "expire_due"})
 Pending = tuple[NewRegistration, "asyncio.Future[None]"]
+# The hold id of a timer that activates an event whose holds were open when the host started.
+RESUME = ""
 
 
 class Fenced(ServiceUnavailable):
@@ -99,16 +102,16 @@ class InventoryHost:
                       loop.create_task(self._resume_holds())]
 
     async def _resume_holds(self) -> None:
-        """Activate the events of this host that have open holds, so their timers run."""
+        """Put a timer for each of this host's events with open holds at its first expiry; the
+        event is activated when that timer fires (or a caller needs it first), so a starting
+        host does not rebuild every such event at once while it serves."""
         try:
             async with self.sessions() as session:
-                event_ids = await store.events_with_holds(session)
-            for event_id in event_ids:
+                firsts = await store.first_expiries(session, self.hot_event)
+            for event_id, expires_at in firsts:
                 if self._mine(event_id):
-                    try:
-                        await self._owner(event_id)
-                    except (OwnerMoved, NotFound):
-                        continue
+                    heapq.heappush(self.timers, (expires_at, event_id, RESUME))
+            self.wakeup.set()
         except Exception:
             self.log.exception("resuming the holds of %s failed", self.name)
 
@@ -141,7 +144,7 @@ class InventoryHost:
     async def stats(self) -> dict[str, Any]:
         await self._started()
         return {"name": self.name, "pid": os.getpid(), "epoch": self.epoch,
-                "events": sorted(self.owners), "holds": len(self.timers),
+                "events": sorted(self.owners), "timers": len(self.timers),
                 "commits": self.commits, "committed": self.committed, "lost": sorted(self.lost)}
 
     # --- owners ---
@@ -374,8 +377,12 @@ class InventoryHost:
     async def _expire_due(self) -> None:
         now = time.time()
         due: dict[str, set[str]] = defaultdict(set)
+        resume: list[str] = []
         while self.timers and self.timers[0][0] <= now:
             _, event_id, hold_id = heapq.heappop(self.timers)
+            if hold_id == RESUME:
+                resume.append(event_id)
+                continue
             owner = self.owners.get(event_id)
             if owner is not None and hold_id in owner.inv.holds:
                 due[event_id].add(hold_id)
@@ -391,6 +398,14 @@ class InventoryHost:
                 self.log.exception("expiring the holds of %s failed", event_id)
                 for hold_id in due[event_id]:  # try again shortly
                     heapq.heappush(self.timers, (now + 1.0, event_id, hold_id))
+        for event_id in resume:  # activated, its holds get timers of their own (due: now)
+            try:
+                await self._owner(event_id)
+            except (OwnerMoved, NotFound, Fenced):
+                continue
+            except Exception:
+                self.log.exception("activating %s to expire its holds failed", event_id)
+                heapq.heappush(self.timers, (now + 1.0, event_id, RESUME))
 
     def _drop_idle(self) -> None:
         now = time.monotonic()

@@ -344,7 +344,14 @@ async def check_fences(session: AsyncSession, scopes: list[str], epoch: int,
     return set(row[0]), set(row[1])
 
 
-async def events_with_holds(session: AsyncSession) -> list[str]:
-    rows = await session.execute(select(reservations.c.event_id).distinct()
-                                 .where(reservations.c.status == "held"))
-    return [r[0] for r in rows.all()]
+async def first_expiries(session: AsyncSession, hot_event: str | None) -> list[tuple[str, float]]:
+    """Each event with open holds and when its first hold expires (epoch seconds): the
+    events of the hot host ``hot_event``, or every event not hot (for a shared host)."""
+    query = (select(reservations.c.event_id, func.min(reservations.c.expires_at))
+             .join(events, events.c.id == reservations.c.event_id)
+             .where(reservations.c.status == "held", events.c.hot == (hot_event is not None))
+             .group_by(reservations.c.event_id))
+    if hot_event is not None:
+        query = query.where(reservations.c.event_id == hot_event)
+    rows = await session.execute(query)
+    return [(event_id, expires_at.timestamp()) for event_id, expires_at in rows.all()]

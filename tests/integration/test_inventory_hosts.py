@@ -402,3 +402,65 @@ async def test_a_key_no_longer_in_memory_is_answered_from_postgres(
         assert await db.published("registration.created", event_id) == 4
     finally:
         await host.close()
+
+
+async def test_a_starting_host_activates_events_with_open_holds_when_they_are_due(
+        migrated_settings: Settings, db: Db) -> None:
+    """A new incarnation does not rebuild its events with open holds at start; a timer at
+    the first hold's expiry activates each one, and the holds expire with nobody calling."""
+    event_id, tt = await db.event(quantity=5)
+    async with db.sessions.begin() as s:  # on a host of its own, so no shared host is fenced
+        await s.execute(text("UPDATE events SET hot = true WHERE id = :e"), {"e": event_id})
+    config = migrated_settings.model_copy(update={"reservation_ttl_seconds": 2}).to_runtime()
+    first = InventoryHost(config, hot_event=event_id)
+    try:
+        for i in range(2):
+            await first.call(event_id, "reserve", (f"u{i}", tt, 1))
+    finally:
+        await first.close()
+    assert await db.held(event_id) == 2
+    second = InventoryHost(config, hot_event=event_id)
+    try:
+        for _ in range(50):  # started: one timer for the event, which is not activated
+            stats = await second.stats()
+            if stats["timers"]:
+                break
+            await asyncio.sleep(0.02)
+        assert stats["events"] == [] and stats["timers"] == 1
+        for _ in range(100):
+            if await db.held(event_id) == 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the holds open when the host started did not expire")
+        assert (await second.stats())["events"] == [event_id]
+        assert await db.published("reservation.expired", event_id) == 2
+        counts = (await second.call(event_id, "ready"))["ticket_types"][tt]
+        assert counts == {"quantity": 5, "confirmed": 0, "held": 0, "available": 5}
+    finally:
+        await second.close()
+
+
+async def test_only_a_hosts_kind_of_event_is_resumed(migrated_settings: Settings,
+                                                     db: Db) -> None:
+    """A shared host does not resume a hot event's holds, nor a hot host another event's."""
+    from actors import store
+
+    plain, plain_tt = await db.event(quantity=3)
+    hot, hot_tt = await db.event(quantity=3)
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    async with db.sessions.begin() as s:
+        await s.execute(text("UPDATE events SET hot = true WHERE id = :e"), {"e": hot})
+        for event_id, tt in ((plain, plain_tt), (hot, hot_tt)):
+            await s.execute(insert(registrations).values(
+                id=f"r-{event_id}", event_id=event_id, ticket_type_id=tt, user_id="u",
+                quantity=1, status="pending_payment", payment_mode="full", amount=1000,
+                currency="RUB"))
+            await s.execute(insert(reservations).values(
+                id=f"h-{event_id}", registration_id=f"r-{event_id}", event_id=event_id,
+                ticket_type_id=tt, user_id="u", quantity=1, status="held", expires_at=expires))
+    async with db.sessions() as s:
+        shared = dict(await store.first_expiries(s, None))
+        own = dict(await store.first_expiries(s, hot))
+    assert plain in shared and hot not in shared
+    assert own == {hot: pytest.approx(expires.timestamp())}
