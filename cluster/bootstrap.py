@@ -126,7 +126,7 @@ def connect_ray(settings: Settings, platform: Platform, address: str | None) -> 
     ray.init(
         address="local",
         num_cpus=settings.ray_num_cpus,
-        include_dashboard=True,
+        include_dashboard=settings.ray_dashboard,
         dashboard_host=settings.dashboard_host,
         dashboard_port=settings.dashboard_port,
         **kwargs,
@@ -180,7 +180,7 @@ def start(settings: Settings, progress: Progress, address: str | None = None,
         stop(platform)
         raise
     token = Path.home() / ".ray" / "auth_token"
-    if platform.started_ray and token.exists():
+    if platform.started_ray and settings.ray_dashboard and token.exists():
         platform.notes.append(f"Ray dashboard token: {token}")
     return platform
 

@@ -26,13 +26,14 @@ ADMIN_EMAIL = "admin@e2e-afisha.example.org"
 
 class RunningPlatform:
     def __init__(self, base_url: str, log: Path, exchange: str = "", database_url: str = "",
-                 pid: int = 0, redis_prefix: str = "") -> None:
+                 pid: int = 0, redis_prefix: str = "", dashboard_port: int = 0) -> None:
         self.base_url = base_url
         self.log = log
         self.exchange = exchange  # its RabbitMQ exchange (and the prefix of its queues)
         self.database_url = database_url
         self.pid = pid  # of `afisha run`: Ray, the replicas and the hosts are its descendants
         self.redis_prefix = redis_prefix  # its Redis clients are named afisha:<prefix>
+        self.dashboard_port = dashboard_port  # where a Ray dashboard would listen
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30)
@@ -92,7 +93,7 @@ class PortTaken(Exception):
 def _started_platform(platform_database: str, amqp_url: str, redis_url: str,
                       bot_api: FakeTelegram, work: Path) -> Iterator[RunningPlatform]:
     work.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port, dashboard_port = free_port(), free_port()
     run_id = uuid.uuid4().hex[:10]  # queues and Redis keys of its own: runs in parallel
     exchange = f"afisha.e2e.{run_id}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AFISHA_")}
@@ -103,7 +104,7 @@ def _started_platform(platform_database: str, amqp_url: str, redis_url: str,
         "AFISHA_REDIS_KEY_PREFIX": f"afisha-e2e-{run_id}",
         "AFISHA_REDIS_URL": redis_url,
         "AFISHA_HTTP_PORT": str(port),
-        "AFISHA_DASHBOARD_PORT": str(free_port()),
+        "AFISHA_DASHBOARD_PORT": str(dashboard_port),
         "AFISHA_DATA_DIR": str(work / "data"),
         "AFISHA_JWT_SECRET": E2E_JWT_SECRET,
         "AFISHA_PAYMENT_PROVIDER": "sandbox",
@@ -123,7 +124,7 @@ def _started_platform(platform_database: str, amqp_url: str, redis_url: str,
     try:
         _wait_until_healthy(process, base_url, log)
         yield RunningPlatform(base_url, log, exchange, platform_database, process.pid,
-                              f"afisha-e2e-{run_id}")
+                              f"afisha-e2e-{run_id}", dashboard_port)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+
+import pytest
 
 from tests.e2e.conftest import E2E_JWT_SECRET, RunningPlatform
 from tests.fakes.telegram_api import FakeTelegram
@@ -26,6 +29,13 @@ def test_health_is_up_for_all_seven_deployments_and_dependencies(
         assert database == {**database, "status": "UP", "schema": f"{name}_service"}
     assert body["dependencies"]["broker"]["status"] == "UP"
     assert body["dependencies"]["redis"]["status"] == "UP"
+
+
+def test_the_ray_dashboard_is_off_unless_asked_for(platform: RunningPlatform) -> None:
+    """``afisha run`` starts its Ray head without the dashboard (AFISHA_RAY_DASHBOARD)."""
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", platform.dashboard_port), timeout=5).close()
+    assert "Ray dashboard" not in platform.log.read_text()
 
 
 def test_correlation_id_round_trip(platform: RunningPlatform) -> None:
