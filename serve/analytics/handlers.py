@@ -9,17 +9,17 @@ fact, events in any order reach the same facts, and a retried batch was rolled b
 from __future__ import annotations
 
 import functools
-import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from messaging.consumer import BatchHandler
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from serve.analytics import domain
+from storage import bulk
 from storage.analytics import (
     domain_events,
     event_meta,
@@ -53,30 +53,25 @@ def facts_of(row: Any) -> domain.Facts:
 
 
 def row_of(facts: domain.Facts) -> dict[str, Any]:
-    return {"b_id": facts.registration_id,
+    return {"registration_id": facts.registration_id,
             **{c: getattr(facts, c) for c in _FACT_COLUMNS},
             "money": [{"key": m.key, "kind": m.kind, "amount": m.amount,
                        "currency": m.currency, "at": m.at.isoformat()}
                       for m in sorted(facts.money.values(), key=lambda m: m.key)]}
 
 
-# The upserts take their rows as parameters apart from the statement: built and compiled once,
-# where a statement carrying its rows compiles again for every batch.
-@functools.cache
-def _add_counters(counters: Table, column: str) -> Any:
-    stmt = pg_insert(counters)
-    return stmt.on_conflict_do_update(
-        index_elements=["event_id", column, "ticket_type_id"],
-        set_={n: counters.c[n] + stmt.excluded[n] for n in domain.COUNTERS})
+# A batch's rows of a table go in one statement over arrays (``storage.bulk``).
+async def _add(uow: UnitOfWork, table: Table, keys: tuple[str, ...], sums: tuple[str, ...],
+               rows: list[dict[str, Any]]) -> None:
+    """Insert the rows, or add their ``sums`` to the row already there."""
+    added = ", ".join(f"{n} = t.{n} + excluded.{n}" for n in sums)
+    stmt = bulk.insert(table, keys + sums, f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {added}")
+    await uow.session.execute(stmt, bulk.params(table, keys + sums, rows))
 
 
-@functools.cache
-def _add_revenue(revenue: Table, column: str) -> Any:
-    stmt = pg_insert(revenue)
-    return stmt.on_conflict_do_update(
-        index_elements=["event_id", column, "ticket_type_id", "currency"],
-        set_={"gross": revenue.c.gross + stmt.excluded.gross,
-              "refunded": revenue.c.refunded + stmt.excluded.refunded})
+FACTS = ("registration_id", *_FACT_COLUMNS, "money")
+RAW = ("message_id", "type", "producer", "occurred_at", "correlation_id", "event_id",
+       "organization_id", "user_id", "data")
 
 
 @functools.cache
@@ -101,7 +96,7 @@ async def apply_delta(uow: UnitOfWork, delta: domain.Delta) -> None:
             for n in domain.COUNTERS:
                 row[n] += int(v.get(n, 0))
         if merged:
-            await uow.session.execute(_add_counters(counters, column), [
+            await _add(uow, counters, ("event_id", column, "ticket_type_id"), domain.COUNTERS, [
                 {"event_id": ev, "ticket_type_id": tt, column: at, **v}
                 for (ev, tt, at), v in sorted(merged.items())])
     for revenue, column, grain in ((revenue_hourly, "hour", domain.hour_of),
@@ -112,25 +107,11 @@ async def apply_delta(uow: UnitOfWork, delta: domain.Delta) -> None:
             sums[0] += int(mv.get("gross", 0))
             sums[1] += int(mv.get("refunded", 0))
         if money:
-            await uow.session.execute(_add_revenue(revenue, column), [
-                {"event_id": ev, "ticket_type_id": tt, column: at, "currency": cur,
-                 "gross": g, "refunded": r}
-                for (ev, tt, at, cur), (g, r) in sorted(money.items())])
-
-
-# A batch's rows as one statement over arrays: the same text (and plan shape) for any batch size,
-# where an executemany runs, and plans, one INSERT per row.
-RECORD_RAW = text(
-    "INSERT INTO " + domain_events.fullname + " (message_id, type, producer, occurred_at, "
-    "correlation_id, event_id, organization_id, user_id, data) "
-    "SELECT r.m, r.t, r.p, r.o, r.c, r.e, r.org, r.u, CAST(r.d AS jsonb) "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:producers AS text[]), "
-    "CAST(:at AS timestamptz[]), CAST(:cids AS text[]), CAST(:events AS text[]), "
-    "CAST(:orgs AS text[]), CAST(:users AS text[]), CAST(:data AS text[])) "
-    "AS r(m, t, p, o, c, e, org, u, d)")
-NEW_FACTS = text(
-    "INSERT INTO " + registration_facts.fullname + " (registration_id) "
-    "SELECT unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING")
+            await _add(uow, revenue, ("event_id", column, "ticket_type_id", "currency"),
+                       ("gross", "refunded"), [
+                           {"event_id": ev, "ticket_type_id": tt, column: at, "currency": cur,
+                            "gross": g, "refunded": r}
+                           for (ev, tt, at, cur), (g, r) in sorted(money.items())])
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -138,16 +119,14 @@ def _text_or_none(value: Any) -> str | None:
 
 
 async def _record_raw(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-    await uow.session.execute(RECORD_RAW, {
-        "ids": [e.id for e in envelopes], "types": [e.type for e in envelopes],
-        "producers": [e.producer for e in envelopes],
-        "at": [e.occurred_at for e in envelopes],
-        "cids": [e.correlation_id for e in envelopes],
-        "events": [_text_or_none(e.data.get("event_id")) for e in envelopes],
-        "orgs": [_text_or_none(e.data.get("organization_id")) for e in envelopes],
-        "users": [_text_or_none(e.data.get("user_id") or e.data.get("requester_id")
-                                or e.data.get("owner_id")) for e in envelopes],
-        "data": [json.dumps(e.data) for e in envelopes]})
+    await uow.session.execute(bulk.insert(domain_events, RAW), bulk.params(domain_events, RAW, [{
+        "message_id": e.id, "type": e.type, "producer": e.producer,
+        "occurred_at": e.occurred_at, "correlation_id": e.correlation_id,
+        "event_id": _text_or_none(e.data.get("event_id")),
+        "organization_id": _text_or_none(e.data.get("organization_id")),
+        "user_id": _text_or_none(e.data.get("user_id") or e.data.get("requester_id")
+                                 or e.data.get("owner_id")),
+        "data": e.data} for e in envelopes]))
 
 
 async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
@@ -171,7 +150,8 @@ async def _record_events(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
 async def _apply_registrations(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     ids = sorted({_key(e.data["registration_id"]) for e in envelopes})
     session = uow.session
-    await session.execute(NEW_FACTS, {"ids": ids})
+    await session.execute(bulk.insert(registration_facts, ("registration_id",),
+                                      "ON CONFLICT DO NOTHING"), {"registration_id": ids})
     rows = (await session.execute(
         select(registration_facts).where(registration_facts.c.registration_id.in_(ids))
         .order_by(registration_facts.c.registration_id).with_for_update())).mappings().all()
@@ -186,9 +166,8 @@ async def _apply_registrations(uow: UnitOfWork, envelopes: list[Envelope]) -> No
             changed.append(row_of(after[k]))
             total.add(domain.change(before[k], after[k]))
     if changed:
-        await session.execute(
-            update(registration_facts)
-            .where(registration_facts.c.registration_id == bindparam("b_id")), changed)
+        await session.execute(bulk.update(registration_facts, "registration_id", FACTS[1:]),
+                              bulk.params(registration_facts, FACTS, changed))
     await apply_delta(uow, total.nonzero())
 
 

@@ -29,6 +29,7 @@ from messaging.outbox import UnitOfWork
 from serve.common.bounded import BoundedDict
 from serve.common.logs import get_logger
 from serve.notifications import domain, templates
+from storage import bulk
 from storage.notification import chats, notifications, preferences, tickets
 from storage.notification import templates as template_rows
 
@@ -40,6 +41,8 @@ ChatLookup = Callable[[uuid.UUID], Awaitable[int | None]]
 log = get_logger("notification.handlers")
 
 FANOUT_BATCH = 1000
+TICKET = ("registration_id", "event_id", "user_id", "status", "title", "quantity", "amount",
+          "currency", "confirmation_url", "expires_at")
 
 
 def canonical(value: object) -> uuid.UUID:
@@ -304,7 +307,8 @@ class NotificationHandlers:
                 "quantity": data["quantity"], "amount": data["amount"],
                 "currency": data["currency"], "confirmation_url": data.get("confirmation_url"),
                 "expires_at": data.get("expires_at")})
-        await uow.session.execute(insert(tickets).on_conflict_do_nothing(), values)
+        await uow.session.execute(bulk.insert(tickets, TICKET, "ON CONFLICT DO NOTHING"),
+                                  bulk.params(tickets, TICKET, values))
         found = {r.registration_id: r for r in (await uow.session.execute(
             select(tickets).where(tickets.c.registration_id.in_(
                 [v["registration_id"] for v in values])))).all()}

@@ -10,13 +10,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from serve.common.errors import NotFound
 from serve.payments.domain import Order
 from serve.payments.service import Registration
+from storage import bulk
 from storage.payment import orders
+
+TERMS = ("registration_id", "event_id", "organization_id", "user_id", "total", "currency",
+         "prepayment", "starts_at")
 
 
 async def record(session: AsyncSession, data: dict[str, Any],
@@ -32,13 +35,14 @@ async def record(session: AsyncSession, data: dict[str, Any],
 async def record_many(session: AsyncSession,
                       items: list[tuple[dict[str, Any], datetime | None]]) -> None:
     """The terms of several paid registrations in one insert (ones already kept are left)."""
-    await session.execute(pg_insert(orders).on_conflict_do_nothing(), [{
+    await session.execute(bulk.insert(orders, TERMS, "ON CONFLICT DO NOTHING"),
+                          bulk.params(orders, TERMS, [{
         "registration_id": uuid.UUID(data["registration_id"]),
         "event_id": uuid.UUID(data["event_id"]),
         "organization_id": uuid.UUID(data["organization_id"]),
         "user_id": uuid.UUID(data["user_id"]), "total": data["amount"],
         "currency": data["currency"], "prepayment": data.get("prepayment_amount"),
-        "starts_at": starts_at} for data, starts_at in items])
+        "starts_at": starts_at} for data, starts_at in items]))
 
 
 async def reschedule(session: AsyncSession, event_id: str, starts_at: datetime) -> int:
