@@ -12,18 +12,18 @@ only if the transaction commits) wakes the relay. Nothing is ever sent before th
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Table, TextClause, text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cluster.settings import schema_of
 from messaging import catalogue
 from messaging.envelope import Envelope
 from serve.common.context import RequestContext, correlation_id_var
+from storage import bulk
 from storage.common import outbox_table, service_metadata
 
 _OUTBOX_TABLES: dict[str, Table] = {}
@@ -41,13 +41,7 @@ def channel_of(service: str) -> str:
     return f"afisha_outbox_{schema_of(service)}"
 
 
-@functools.cache
-def _insert_outbox(service: str) -> TextClause:
-    return text(
-        f"INSERT INTO {outbox_for(service).fullname} (message_id, type, aggregate_id, envelope) "
-        "SELECT m.id, m.type, m.agg, CAST(m.env AS jsonb) FROM unnest(CAST(:ids AS uuid[]), "
-        "CAST(:types AS text[]), CAST(:aggregates AS text[]), CAST(:envelopes AS text[])) "
-        "WITH ORDINALITY AS m(id, type, agg, env, n) ORDER BY m.n")
+OUTBOX = ("message_id", "type", "aggregate_id", "envelope")
 
 
 class UnitOfWork:
@@ -88,11 +82,12 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         if self._pending:  # one statement for the messages, in order (ids follow it)
-            await self.session.execute(_insert_outbox(self.producer), {
-                "ids": [env.id for env in self._pending],
-                "types": [env.type for env in self._pending],
-                "aggregates": self._aggregates,
-                "envelopes": [env.model_dump_json() for env in self._pending]})
+            await self.session.execute(bulk.insert(outbox_for(self.producer), OUTBOX), {
+                "message_id": [env.id for env in self._pending],
+                "type": [env.type for env in self._pending],
+                "aggregate_id": self._aggregates,
+                # already JSON text: bulk.params would encode it a second time
+                "envelope": [env.model_dump_json() for env in self._pending]})
             await self.session.execute(text(f"NOTIFY {channel_of(self.producer)}"))
         await self.session.commit()
         published = bool(self._pending)
