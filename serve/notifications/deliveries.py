@@ -39,22 +39,25 @@ class Outcome:
 
 async def due(session: AsyncSession, limit: int, busy: Iterable[uuid.UUID]) -> Sequence[Any]:
     """The oldest due queued rows of recipients not being sent to now, with their chat and
-    live ticket."""
+    live ticket. The rows are chosen first (the partial index of queued rows, in id order, up
+    to ``limit``) and only they are joined: joining first made the plan scan every
+    notification and every ticket ever written, once per call."""
     busy = list(busy)
-    query = (select(notifications.c.id, notifications.c.recipient_id,
-                    notifications.c.template_key, notifications.c.payload,
-                    notifications.c.attempts, notifications.c.registration_id,
-                    notifications.c.event_id, chats.c.chat_id, chats.c.unreachable,
+    chosen = (select(notifications.c.id, notifications.c.recipient_id,
+                     notifications.c.template_key, notifications.c.payload,
+                     notifications.c.attempts, notifications.c.registration_id,
+                     notifications.c.event_id)
+              .where(notifications.c.status == "queued", notifications.c.not_before <= func.now())
+              .order_by(notifications.c.id).limit(limit))
+    if busy:
+        chosen = chosen.where(notifications.c.recipient_id.notin_(busy))
+    n = chosen.subquery("n")
+    query = (select(n, chats.c.chat_id, chats.c.unreachable,
                     tickets.c.message_id.label("ticket_message_id"),
                     tickets.c.photo.label("ticket_photo"))
-             .select_from(notifications
-                          .outerjoin(chats, chats.c.user_id == notifications.c.recipient_id)
-                          .outerjoin(tickets, tickets.c.registration_id
-                                     == notifications.c.registration_id))
-             .where(notifications.c.status == "queued", notifications.c.not_before <= func.now())
-             .order_by(notifications.c.id).limit(limit))
-    if busy:
-        query = query.where(notifications.c.recipient_id.notin_(busy))
+             .select_from(n.outerjoin(chats, chats.c.user_id == n.c.recipient_id)
+                          .outerjoin(tickets, tickets.c.registration_id == n.c.registration_id))
+             .order_by(n.c.id))
     return (await session.execute(query)).all()
 
 
