@@ -45,7 +45,8 @@ def _unnest(columns: Sequence[Column[Any]], alias: str) -> str:
 @cache
 def insert(table: Table, columns: tuple[str, ...], conflict: str = "") -> TextClause:
     """``INSERT INTO table AS t (columns) SELECT … FROM unnest(…)`` in the rows' order, then
-    ``conflict`` (e.g. ``ON CONFLICT DO NOTHING``; ``t`` names the table, ``excluded`` the row)."""
+    ``conflict`` (e.g. ``ON CONFLICT DO NOTHING``, and a ``RETURNING`` clause if wanted; ``t``
+    names the table, ``excluded`` the row)."""
     cols = [table.c[n] for n in columns]
     return text(f"INSERT INTO {table.fullname} AS t ({', '.join(columns)}) "
                 f"SELECT {', '.join(_value(c, 'r') for c in cols)} FROM {_unnest(cols, 'r')} "

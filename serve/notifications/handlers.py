@@ -85,9 +85,11 @@ def _memo_key(context: dict[str, Any]) -> str:
     return repr(sorted(context.items()))
 
 
-# Queue a notification unless this source message already queued it for this recipient.
-QUEUE = insert(notifications).on_conflict_do_nothing(
-    index_elements=["source_message_id", "recipient_id", "template_key"])
+# Queue notifications unless this source message already queued one for the recipient.
+QUEUED = ("recipient_id", "template_key", "locale", "source_message_id", "registration_id",
+          "event_id", "urgent", "status", "not_before", "last_error", "payload")
+QUEUE = bulk.insert(notifications, QUEUED, "ON CONFLICT (source_message_id, recipient_id, "
+                    "template_key) DO NOTHING RETURNING t.id")
 TITLE_SECONDS = 60.0
 TITLES_KEPT = 10_000
 NO_CHAT = "no Telegram chat linked"
@@ -228,10 +230,7 @@ class NotificationHandlers:
                 row["payload"] = {"type": message_type, "text": rendered[memo],
                                   **(item.extra or {})}
                 values.append(row)
-            # Parameters apart from the statement: it compiles once and is cached, where a
-            # statement carrying the rows compiles again for every batch.
-            result = await uow.session.execute(
-                QUEUE.returning(notifications.c.id), values)
+            result = await uow.session.execute(QUEUE, bulk.params(notifications, QUEUED, values))
             queued += len(result.all())
         return queued
 
