@@ -86,6 +86,9 @@ class InventoryClient:
             name=host, namespace=self.namespace, get_if_exists=True,
             lifetime="detached", num_cpus=self.settings.inventory_num_cpus,
             max_restarts=-1, max_task_retries=0, max_concurrency=10_000,
+            # As for Serve's own actors: no task events (status records sent to the GCS for
+            # the dashboard and ``ray list tasks``) for each of the hot path's calls.
+            enable_task_events=False,
             scheduling_strategy="SPREAD" if self.settings.inventory_spread else "DEFAULT",
         ).remote(self.config, **args)
         ray.get(handle.configure.remote(self.config))  # a host created earlier adopts ours
