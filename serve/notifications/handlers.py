@@ -5,7 +5,7 @@ with the inbox row of the event (a redelivered event is a duplicate in the inbox
 applied again, the unique (source message, recipient, template) key would still refuse it).
 The sender delivers them later. A registration's messages are one live ticket: every change
 queues a ``ticket`` row that the sender turns into an edit of the same Telegram message. A
-recipient without a linked chat gets a ``suppressed`` row in the same multi-row insert, with
+recipient without a linked chat gets a ``suppressed`` row in the same insert, with
 nothing rendered; ``registration.created`` and ``payment.created`` are applied per delivered
 batch.
 """
@@ -193,7 +193,7 @@ class NotificationHandlers:
 
     async def queue_many(self, uow: UnitOfWork, key: str, message_type: str,
                          pending: list[Pending]) -> int:
-        """Render and insert the rows in multi-row inserts of FANOUT_BATCH; rows already there
+        """Render and insert the rows, FANOUT_BATCH per statement; rows already there
         (the same source message, recipient and template) are left alone. A recipient without
         a Telegram chat, or who does not want this type, gets a ``suppressed`` row in the same
         insert and nothing is rendered for them."""
