@@ -119,9 +119,9 @@ async def check_connections(server_url: str) -> None:
     finally:
         await conn.close()
     if allowed < MAX_CONNECTIONS:
-        print(f"warning: the server allows {allowed} connections; the spread sale keeps an "
-              f"inventory actor (one connection) per event on sale, 100 events plus the "
-              f"services' pools: set max_connections to {MAX_CONNECTIONS}", flush=True)
+        print(f"warning: the server allows {allowed} connections; the services' pools, the "
+              f"inventory hosts' connections and the baseline's pool need more: set "
+              f"max_connections to {MAX_CONNECTIONS}", flush=True)
 
 
 async def create_database(server_url: str, name: str) -> None:
