@@ -20,7 +20,7 @@ from serve.notifications.telegram import BotGateway
 from serve.users.client import UserClient
 from serve.users.deployment import UserService
 from storage.engine import create_engine
-from storage.notification import chats, notifications
+from storage.notification import chats, notifications, tickets
 from storage.user import users as user_rows
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.analytics_support import envelope as analytics_envelope
@@ -330,3 +330,41 @@ async def test_a_telegram_account_attached_on_the_site_brings_its_chat(
     finally:
         await users.close()
     assert [c.method for c in fake.sends(chat)] == ["sendPhoto"]
+
+
+async def test_due_rows_skip_busy_recipients_before_the_limit_and_carry_chat_and_ticket(
+        migrated_settings: Settings) -> None:
+    """The sender takes the oldest due queued rows of recipients not being sent to, the limit
+    counted after the busy ones are left out, each with its chat and live ticket."""
+    busy_user, busy_chat = new_user()
+    free_user, free_chat = new_user()
+    busy_reg, busy_data = registration(busy_user)
+    free_reg, free_data = registration(free_user)
+    async with rig(migrated_settings, None) as r:
+        await r.consume(registered(busy_user, busy_chat), registered(free_user, free_chat),
+                        envelope("registration.created", busy_data),
+                        envelope("registration.created", free_data))
+        async with r.consumer.sessions() as session, session.begin():  # as if shown once
+            await session.execute(update(tickets).where(
+                tickets.c.registration_id == uuid.UUID(busy_reg)).values(
+                message_id=77, photo="card"))
+        async with r.consumer.sessions() as session:
+            queued = (await session.execute(
+                select(notifications.c.id, notifications.c.recipient_id)
+                .where(notifications.c.status == "queued",
+                       notifications.c.not_before <= datetime.now(UTC))
+                .order_by(notifications.c.id))).all()
+            not_busy = [i for i, user in queued if user != uuid.UUID(busy_user)]
+            upto_free = 1 + not_busy.index(
+                next(i for i, user in queued if user == uuid.UUID(free_user)))
+            taken = await deliveries.due(session, upto_free, [uuid.UUID(busy_user)])
+            mine = [row for row in await deliveries.due(session, len(queued) + 5, [])
+                    if str(row.recipient_id) in (busy_user, free_user)]
+    assert [row.id for row in taken] == not_busy[:upto_free]  # the free user's row is in
+    assert [(str(row.recipient_id), row.template_key) for row in mine] == [
+        (busy_user, "welcome"), (free_user, "welcome"), (busy_user, "ticket"),
+        (free_user, "ticket")]
+    assert [row.chat_id for row in mine] == [busy_chat, free_chat, busy_chat, free_chat]
+    assert [str(row.registration_id) for row in mine[2:]] == [busy_reg, free_reg]
+    assert [(row.ticket_message_id, row.ticket_photo) for row in mine[2:]] == [
+        (77, "card"), (None, None)]
