@@ -39,9 +39,9 @@ class Outcome:
 
 async def due(session: AsyncSession, limit: int, busy: Iterable[uuid.UUID]) -> Sequence[Any]:
     """The oldest due queued rows of recipients not being sent to now, with their chat and
-    live ticket. The rows are chosen first (the partial index of queued rows, in id order, up
-    to ``limit``) and only they are joined: joining first made the plan scan every
-    notification and every ticket ever written, once per call."""
+    live ticket. The rows are chosen first (queued and due, in id order, up to ``limit``: the
+    partial index of queued rows serves it) and only they are joined; joined first, the
+    planner could scan every notification and every ticket ever written on each call."""
     busy = list(busy)
     chosen = (select(notifications.c.id, notifications.c.recipient_id,
                      notifications.c.template_key, notifications.c.payload,
