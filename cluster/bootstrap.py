@@ -39,6 +39,11 @@ class Platform:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
     @property
+    def runs_dashboard(self) -> bool:
+        """This run started the Ray head, with its dashboard (AFISHA_RAY_DASHBOARD)."""
+        return self.started_ray and self.settings.ray_dashboard
+
+    @property
     def dashboard_url(self) -> str:
         return f"http://{self.settings.dashboard_host}:{self.settings.dashboard_port}"
 
@@ -180,7 +185,7 @@ def start(settings: Settings, progress: Progress, address: str | None = None,
         stop(platform)
         raise
     token = Path.home() / ".ray" / "auth_token"
-    if platform.started_ray and settings.ray_dashboard and token.exists():
+    if platform.runs_dashboard and token.exists():
         platform.notes.append(f"Ray dashboard token: {token}")
     return platform
 

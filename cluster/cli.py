@@ -60,7 +60,7 @@ def run(address: AddressOption = None,
     console.print(f"  API          {platform.api_url}/api/v1")
     console.print(f"  Swagger UI   {platform.api_url}/docs")
     console.print(f"  Health       {platform.api_url}/actuator/health")
-    if platform.started_ray and platform.settings.ray_dashboard:
+    if platform.runs_dashboard:
         console.print(f"  Ray dashboard {platform.dashboard_url}")
     for note in platform.notes:
         console.print(f"  {note}")
