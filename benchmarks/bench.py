@@ -459,8 +459,14 @@ def open_loop_flash(args: argparse.Namespace, plan: dict[str, Any], tokens: list
         print(f"    p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['reserved']} reserved, {result['failed']} failed, "
               f"5xx {result['errors_5xx']}", flush=True)
+        print(f"    slowest 1%: {tail(result)}", flush=True)
         out[side.name] = result
     return out
+
+
+def tail(result: dict[str, Any]) -> str:
+    """The open loop's slowest answers as ``<ms> ms at <s> s`` (the second each was due)."""
+    return ", ".join(f"{ms:.0f} ms at {due:.2f} s" for due, ms, _ in result["slowest"])
 
 
 def cold_events(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str],
@@ -475,6 +481,7 @@ def cold_events(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str
         print(f"  cold events: {side.name}, {len(calls)} at {args.cold_rate:.0f}/s: p50 "
               f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['failed']} failed", flush=True)
+        print(f"    slowest 1%: {tail(result)}", flush=True)
         out[side.name] = result
     return out
 

@@ -256,15 +256,30 @@ async def _open_loop(base_url: str, calls: Sequence[Call], rate: float,
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.5
         samples: list[tuple[int, float]] = []
+        due_at: list[float] = []
 
         async def one(i: int, call: Call) -> None:
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - loop.time()))
             status = await _send(session, call)
             samples.append((status, loop.time() - due))
+            due_at.append(due - start)
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)))
-        return summarize(samples, loop.time() - start)
+        result = summarize(samples, loop.time() - start)
+        result["slowest"] = slowest(samples, due_at)
+        return result
+
+
+def slowest(samples: list[tuple[int, float]], due_at: list[float],
+            share: float = 0.01) -> list[tuple[float, float, int]]:
+    """The slowest ``share`` of the answers (at least one) as (due second, latency ms,
+    status), in order of their due time: whether a tail is spread over the run or one
+    stall that met a few requests."""
+    ranked = sorted(range(len(samples)), key=lambda i: -samples[i][1])
+    chosen = sorted(ranked[:max(1, round(len(samples) * share))], key=lambda i: due_at[i])
+    return [(round(due_at[i], 3), round(1000 * samples[i][1], 1), samples[i][0])
+            for i in chosen]
 
 
 def open_loop(base_url: str, calls: Sequence[Call], rate: float,
