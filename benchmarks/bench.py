@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,21 +94,33 @@ def with_database(url: str, name: str) -> str:
     return f"{base}?{query}" if query else base
 
 
-def start_embedded(work: Path, stack: ExitStack) -> str:
-    """An embedded PostgreSQL for the run, allowed MAX_CONNECTIONS clients."""
+# The embedded server's settings for a run: clients enough, and a log that shows what can stall
+# a sale (checkpoints, autovacuum, lock waits, statements over 200 ms), kept in results/.
+EMBEDDED_SETTINGS = {"max_connections": str(MAX_CONNECTIONS), "log_checkpoints": "on",
+                     "log_autovacuum_min_duration": "0", "log_lock_waits": "on",
+                     "log_min_duration_statement": "200", "log_line_prefix": "'%m [%p] %a: '"}
+
+
+def start_embedded(work: Path, stack: ExitStack, results: Path) -> str:
+    """An embedded PostgreSQL for the run, allowed MAX_CONNECTIONS clients; its log is copied
+    to ``results/postgres.log`` when the run ends."""
     server = EmbeddedPostgres(work)
     url = server.start()
-    asyncio.run(_alter_system(url, f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}"))
+    asyncio.run(_alter_system(url, [f"ALTER SYSTEM SET {name} = {value}"
+                                    for name, value in EMBEDDED_SETTINGS.items()]))
     server.stop()
     url = server.start()
     stack.callback(server.stop)
+    log = server.pgdata / "log"
+    stack.callback(lambda: log.exists() and shutil.copyfile(log, results / "postgres.log"))
     return url
 
 
-async def _alter_system(url: str, sql: str) -> None:
+async def _alter_system(url: str, statements: list[str]) -> None:
     conn = await asyncpg.connect(plain_url(url))
     try:
-        await conn.execute(sql)
+        for sql in statements:
+            await conn.execute(sql)
     finally:
         await conn.close()
 
@@ -459,7 +472,7 @@ def open_loop_flash(args: argparse.Namespace, plan: dict[str, Any], tokens: list
         print(f"    p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['reserved']} reserved, {result['failed']} failed, "
               f"5xx {result['errors_5xx']}", flush=True)
-        print(f"    slowest 1%: {tail(result)}", flush=True)
+        print(f"    started {result['started_at']}; slowest 1%: {tail(result)}", flush=True)
         out[side.name] = result
     return out
 
@@ -481,7 +494,7 @@ def cold_events(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str
         print(f"  cold events: {side.name}, {len(calls)} at {args.cold_rate:.0f}/s: p50 "
               f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['failed']} failed", flush=True)
-        print(f"    slowest 1%: {tail(result)}", flush=True)
+        print(f"    started {result['started_at']}; slowest 1%: {tail(result)}", flush=True)
         out[side.name] = result
     return out
 
@@ -627,7 +640,7 @@ def main() -> None:
                       many_events=args.many_events, settings=dict(args.setting))
     capacity.wrk_binary()
     options.results.mkdir(parents=True, exist_ok=True)
-    for log in ("afisha-run.log", "baseline.log", "wrk.log"):
+    for log in ("afisha-run.log", "baseline.log", "wrk.log", "postgres.log"):
         (options.results / log).unlink(missing_ok=True)
     began = time.monotonic()
     with ExitStack() as stack:
@@ -635,7 +648,7 @@ def main() -> None:
         processes.MARKERS["data_dir"] = str(work)
         server_url = os.environ.get("AFISHA_BENCH_DATABASE_URL")
         if not server_url:
-            server_url = start_embedded(work, stack)
+            server_url = start_embedded(work, stack, options.results)
         asyncio.run(check_connections(server_url))
         database_url = with_database(server_url, f"afisha_bench_{options.run_id}")
         asyncio.run(create_database(server_url, f"afisha_bench_{options.run_id}"))

@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,7 @@ async def _open_loop(base_url: str, calls: Sequence[Call], rate: float,
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.5
+        started_at = datetime.now(UTC) + timedelta(seconds=0.5)
         samples: list[tuple[int, float]] = []
         due_at: list[float] = []
 
@@ -268,6 +270,7 @@ async def _open_loop(base_url: str, calls: Sequence[Call], rate: float,
         await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)))
         result = summarize(samples, loop.time() - start)
         result["slowest"] = slowest(samples, due_at)
+        result["started_at"] = started_at.isoformat(timespec="milliseconds")
         return result
 
 
