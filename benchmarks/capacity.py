@@ -274,13 +274,14 @@ async def _open_loop(base_url: str, calls: Sequence[Call], rate: float,
         return result
 
 
-def slowest(samples: list[tuple[int, float]], due_at: list[float],
-            share: float = 0.01) -> list[tuple[float, float, int]]:
-    """The slowest ``share`` of the answers (at least one) as (due second, latency ms,
-    status), in order of their due time: whether a tail is spread over the run or one
-    stall that met a few requests."""
+def slowest(samples: list[tuple[int, float]], due_at: list[float], share: float = 0.01,
+            at_least: int = 3) -> list[tuple[float, float, int]]:
+    """The slowest ``share`` of the answers (at least ``at_least``: a p99 of 100 is the
+    second slowest) as (due second, latency ms, status), in order of their due time: whether a
+    tail is spread over the run or one stall that met a few requests."""
     ranked = sorted(range(len(samples)), key=lambda i: -samples[i][1])
-    chosen = sorted(ranked[:max(1, round(len(samples) * share))], key=lambda i: due_at[i])
+    count = max(at_least, round(len(samples) * share))
+    chosen = sorted(ranked[:count], key=lambda i: due_at[i])
     return [(round(due_at[i], 3), round(1000 * samples[i][1], 1), samples[i][0])
             for i in chosen]
 
