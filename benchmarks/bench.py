@@ -472,7 +472,7 @@ def open_loop_flash(args: argparse.Namespace, plan: dict[str, Any], tokens: list
         print(f"    p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['reserved']} reserved, {result['failed']} failed, "
               f"5xx {result['errors_5xx']}", flush=True)
-        print(f"    started {result['started_at']}; slowest 1%: {tail(result)}", flush=True)
+        print(f"    started {result['started_at']}; slowest: {tail(result)}", flush=True)
         out[side.name] = result
     return out
 
@@ -494,7 +494,7 @@ def cold_events(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str
         print(f"  cold events: {side.name}, {len(calls)} at {args.cold_rate:.0f}/s: p50 "
               f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['failed']} failed", flush=True)
-        print(f"    started {result['started_at']}; slowest 1%: {tail(result)}", flush=True)
+        print(f"    started {result['started_at']}; slowest: {tail(result)}", flush=True)
         out[side.name] = result
     return out
 
