@@ -111,9 +111,13 @@ def start_embedded(work: Path, stack: ExitStack, results: Path) -> str:
     server.stop()
     url = server.start()
     stack.callback(server.stop)
-    log = server.pgdata / "log"
-    stack.callback(lambda: log.exists() and shutil.copyfile(log, results / "postgres.log"))
+    stack.callback(keep_log, server.log_file, results / "postgres.log")
     return url
+
+
+def keep_log(log: Path, kept: Path) -> None:
+    if log.exists():
+        shutil.copyfile(log, kept)
 
 
 async def _alter_system(url: str, statements: list[str]) -> None:
@@ -472,14 +476,16 @@ def open_loop_flash(args: argparse.Namespace, plan: dict[str, Any], tokens: list
         print(f"    p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['reserved']} reserved, {result['failed']} failed, "
               f"5xx {result['errors_5xx']}", flush=True)
-        print(f"    started {result['started_at']}; slowest: {tail(result)}", flush=True)
+        print(f"    {tail(result)}", flush=True)
         out[side.name] = result
     return out
 
 
 def tail(result: dict[str, Any]) -> str:
-    """The open loop's slowest answers as ``<ms> ms at <s> s`` (the second each was due)."""
-    return ", ".join(f"{ms:.0f} ms at {due:.2f} s" for due, ms, _ in result["slowest"])
+    """When an open loop started and its slowest answers, ``<ms> ms at <s> s`` (the second
+    each was due)."""
+    slowest = ", ".join(f"{ms:.0f} ms at {due:.2f} s" for due, ms, _ in result["slowest"])
+    return f"started {result['started_at']}; slowest: {slowest}"
 
 
 def cold_events(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str],
@@ -494,7 +500,7 @@ def cold_events(args: argparse.Namespace, plan: dict[str, Any], tokens: list[str
         print(f"  cold events: {side.name}, {len(calls)} at {args.cold_rate:.0f}/s: p50 "
               f"{result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
               f"{result['failed']} failed", flush=True)
-        print(f"    started {result['started_at']}; slowest: {tail(result)}", flush=True)
+        print(f"    {tail(result)}", flush=True)
         out[side.name] = result
     return out
 

@@ -255,21 +255,20 @@ async def _open_loop(base_url: str, calls: Sequence[Call], rate: float,
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
         loop = asyncio.get_running_loop()
-        start = loop.time() + 0.5
-        started_at = datetime.now(UTC) + timedelta(seconds=0.5)
-        samples: list[tuple[int, float]] = []
-        due_at: list[float] = []
+        lead_s = 0.5  # time to create every call's task before the first is due
+        start = loop.time() + lead_s
+        started_at = datetime.now(UTC) + timedelta(seconds=lead_s)
+        samples: list[tuple[int, float]] = [(0, 0.0)] * len(calls)  # in the order due
 
         async def one(i: int, call: Call) -> None:
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - loop.time()))
             status = await _send(session, call)
-            samples.append((status, loop.time() - due))
-            due_at.append(due - start)
+            samples[i] = (status, loop.time() - due)
 
         await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)))
         result = summarize(samples, loop.time() - start)
-        result["slowest"] = slowest(samples, due_at)
+        result["slowest"] = slowest(samples, [i / rate for i in range(len(samples))])
         result["started_at"] = started_at.isoformat(timespec="milliseconds")
         return result
 

