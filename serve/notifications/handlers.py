@@ -4,7 +4,8 @@ Each handler queues notification rows inside the consumer's unit of work, so the
 with the inbox row of the event (a redelivered event is a duplicate in the inbox and, were it
 applied again, the unique (source message, recipient, template) key would still refuse it).
 The sender delivers them later. A registration's messages are one live ticket: every change
-queues a ``ticket`` row that the sender turns into an edit of the same Telegram message. A
+queues a ``ticket`` row that the sender turns into an edit of the same Telegram message; a
+reservation to be paid is first sent with its Pay button, when its payment is created. A
 recipient without a linked chat gets a ``suppressed`` row in the same insert, with
 nothing rendered; ``registration.created`` and ``payment.created`` are applied per delivered
 batch.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,10 +63,24 @@ def ticket_buttons(registration_id: str, status: str,
 
 HOLDING = ("pending_payment", "confirmed", "checked_in")
 SUPERSEDED = "superseded: the event was cancelled before this ticket was sent"
-SET_URLS = text(
-    "UPDATE tickets AS t SET confirmation_url = v.url, updated_at = now() "
-    "FROM unnest(CAST(:regs AS uuid[]), CAST(:urls AS text[])) AS v(registration_id, url) "
-    "WHERE t.registration_id = v.registration_id RETURNING t.*")
+# payment.created's Pay button on the live ticket. A payment can be consumed before its
+# registration (two relays): its ticket is then a stub (no title yet) that registration.created
+# fills in, keeping the button.
+PAID = ("registration_id", "event_id", "user_id", "status", "amount", "currency",
+        "confirmation_url")
+SET_URLS = bulk.insert(tickets, PAID, (
+    "ON CONFLICT (registration_id) DO UPDATE SET confirmation_url = "
+    "COALESCE(excluded.confirmation_url, t.confirmation_url), updated_at = now() RETURNING t.*"))
+FILL_STUB = "ON CONFLICT (registration_id) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in TICKET[1:] if c != "confirmation_url") + (
+    ", updated_at = now() WHERE t.title IS NULL")
+
+
+def awaits_pay_button(row: Any) -> bool:
+    """A reservation to be paid whose payment is not created yet: its live ticket is first
+    sent with the Pay button (payment.created), so a sale costs one message per ticket, not a
+    message and an edit moments later."""
+    return row.status == "pending_payment" and row.amount > 0 and not row.confirmation_url
 
 
 def live_ticket(row: Any, source_id: uuid.UUID, shown: str | None = None) -> Pending:
@@ -293,7 +308,8 @@ class NotificationHandlers:
                                       "chat_id": chat, "updated_at": func.now()}))
 
     async def registrations_created(self, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-        """Free: the ticket with its QR; paid: what is reserved, the deadline and Pay. A
+        """Free: the ticket with its QR; paid: what is reserved, the deadline and Pay, queued
+        here only if the payment is known (else by payment.created, ``awaits_pay_button``). A
         waiting-list offer is the same live ticket with an offer notice. A delivered batch is
         one multi-row insert of live tickets and one of notifications."""
         values = []
@@ -306,30 +322,34 @@ class NotificationHandlers:
                 "quantity": data["quantity"], "amount": data["amount"],
                 "currency": data["currency"], "confirmation_url": data.get("confirmation_url"),
                 "expires_at": data.get("expires_at")})
-        await uow.session.execute(bulk.insert(tickets, TICKET, "ON CONFLICT DO NOTHING"),
+        await uow.session.execute(bulk.insert(tickets, TICKET, FILL_STUB),
                                   bulk.params(tickets, TICKET, values))
         found = {r.registration_id: r for r in (await uow.session.execute(
             select(tickets).where(tickets.c.registration_id.in_(
                 [v["registration_id"] for v in values])))).all()}
         await self.queue_many(uow, "ticket", "ticket", [
-            live_ticket(found[v["registration_id"]], e.id)
-            for v, e in zip(values, envelopes, strict=True) if v["registration_id"] in found])
+            live_ticket(row, e.id) for row, e in
+            ((found.get(v["registration_id"]), e) for v, e in zip(values, envelopes, strict=True))
+            if row is not None and not awaits_pay_button(row)])
         await self.queue_many(uow, "waitlist_offer", "waitlist_offer", [
             Pending(e.id, v["user_id"], {"title": v["title"], "expires_at": v["expires_at"] or ""},
                     v["registration_id"], v["event_id"])
             for v, e in zip(values, envelopes, strict=True) if e.data.get("waitlist_offer")])
 
     async def payments_created(self, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-        """The live tickets get their Pay buttons (the payments' confirmation_url): one
-        multi-row update and one insert for a delivered batch."""
-        urls = {canonical(e.data["registration_id"]): (e.data["confirmation_url"], e.id)
-                for e in envelopes if e.data.get("confirmation_url")}
-        if not urls:
-            return
-        moved = (await uow.session.execute(SET_URLS, {
-            "regs": list(urls), "urls": [u for u, _ in urls.values()]})).all()
-        await self.queue_many(uow, "ticket", "ticket",
-                              [live_ticket(row, urls[row.registration_id][1]) for row in moved])
+        """The live tickets get their Pay buttons (the payments' confirmation_url) and are
+        queued: one multi-row upsert and one insert for a delivered batch. A ticket whose
+        registration.created has not come yet is kept as a stub until it does."""
+        latest = {canonical(e.data["registration_id"]): e for e in envelopes}
+        moved = (await uow.session.execute(SET_URLS, bulk.params(tickets, PAID, [{
+            "registration_id": reg, "event_id": canonical(e.data["event_id"]),
+            "user_id": canonical(e.data["user_id"]), "status": "pending_payment",
+            "amount": e.data["amount"], "currency": e.data["currency"],
+            "confirmation_url": e.data.get("confirmation_url")}
+            for reg, e in sorted(latest.items())]))).all()
+        await self.queue_many(uow, "ticket", "ticket", [
+            live_ticket(row, latest[row.registration_id].id) for row in moved
+            if row.title is not None])
 
     async def payment_completed(self, uow: UnitOfWork, envelope: Envelope) -> None:
         data = envelope.data

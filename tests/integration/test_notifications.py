@@ -95,7 +95,7 @@ async def test_the_overall_and_per_chat_rates_are_never_exceeded(
     async with rig(migrated_settings, telegram, per_second=10, redis_url=redis_url) as r:
         await r.consume(registered(busy_user, busy_chat))
         for _ in range(3):
-            _reg, data = registration(busy_user)
+            _reg, data = registration(busy_user, status="confirmed", amount=0)
             await r.consume(envelope("registration.created", data))
         await r.consume(*(registered(u, c) for u, c in many))
         started = time.monotonic()
@@ -119,9 +119,11 @@ async def test_a_403_marks_the_chat_unreachable_and_stops_sends(
     async with rig(migrated_settings, telegram) as r:
         await r.consume(registered(user, chat))
         for _ in range(2):
-            await r.consume(envelope("registration.created", registration(user)[1]))
+            await r.consume(envelope("registration.created", registration(
+                user, status="confirmed", amount=0)[1]))
         await r.drain()
-        await r.consume(envelope("registration.created", registration(user)[1]))
+        await r.consume(envelope("registration.created", registration(
+            user, status="confirmed", amount=0)[1]))
         await r.drain()
         async with r.consumer.sessions() as session:
             state = (await session.execute(select(chats).where(
@@ -170,6 +172,7 @@ async def test_the_live_ticket_is_one_message_edited_in_place(
     async with rig(migrated_settings, telegram) as r:
         await r.consume(registered(user, chat), envelope("registration.created", data))
         await r.drain()
+        assert [c.method for c in fake.sends(chat)] == ["sendMessage"]  # waits for Pay
         await r.consume(envelope("payment.created", {
             **pay, "confirmation_url": "https://pay.example/checkout/1"}, "payment"))
         await r.drain()
@@ -180,20 +183,20 @@ async def test_the_live_ticket_is_one_message_edited_in_place(
             "checked_in_at": "2030-01-01T19:00:00Z"}))
         await r.drain()
     calls = fake.sends(chat)
-    assert [c.method for c in calls] == ["sendMessage", "sendPhoto", "editMessageCaption",
-                                         "sendMessage", "editMessageMedia",
-                                         "editMessageCaption"]
+    # the ticket is sent once its payment exists, with Pay, then edited as it moves
+    assert [c.method for c in calls] == ["sendMessage", "sendPhoto", "sendMessage",
+                                         "editMessageMedia", "editMessageCaption"]
     ticket_id = (chat, 1 + 1)  # the welcome is message 1, the ticket message 2
     assert all(int(c.params["message_id"]) == ticket_id[1] for c in calls[2:] if
                c.method.startswith("edit"))
-    markup = calls[2].params["reply_markup"]["inline_keyboard"]
+    markup = calls[1].params["reply_markup"]["inline_keyboard"]
     assert markup[0][0] == {"text": "Pay", "url": "https://pay.example/checkout/1"}
     assert markup[1][0]["callback_data"] == f"release:{reg}"
-    assert calls[4].files  # the QR replaced the card
+    assert calls[3].files  # the QR replaced the card
     final = fake.messages[ticket_id]
     assert "reply_markup" not in final or not final["reply_markup"] or \
         final["reply_markup"]["inline_keyboard"] == []
-    assert await statuses(migrated_settings, user) == ["sent"] * 6
+    assert await statuses(migrated_settings, user) == ["sent"] * 5
 
 
 async def test_a_callback_from_another_users_chat_changes_nothing(
@@ -290,7 +293,8 @@ async def test_a_deep_link_links_an_email_account_to_the_chat(
             "from": {"id": chat, "is_bot": False, "first_name": "A", "language_code": "en"},
             "text": f"/start {token}"}}
         assert await updates.handle(start) == "linked"
-        await r.consume(envelope("registration.created", registration(user)[1]))
+        await r.consume(envelope("registration.created", registration(
+            user, status="confirmed", amount=0)[1]))
         await r.drain()
     await bot.close()
     sent = fake.sends(chat)

@@ -111,27 +111,55 @@ async def test_queued_ticket_messages_are_superseded_by_the_cancellation(
 
 async def test_a_live_ticket_changed_before_it_was_sent_is_sent_once_as_it_is_now(
         migrated_settings: Settings, telegram: tuple[FakeTelegram, str]) -> None:
-    """The ticket of a reservation and its Pay button (payment.created) are both queued before
-    the sender runs, as in a burst: one photo goes out, the later version; the earlier row is
-    suppressed as superseded."""
+    """A free ticket and its check-in are both queued before the sender runs, as in a burst:
+    one photo goes out, the later version; the earlier row is suppressed as superseded."""
     fake = telegram[0]
     user, chat = new_user()
-    reg, data = registration(user, amount=150000)
-    pay_url = "https://pay.example.org/checkout/" + uuid.uuid4().hex
-    created = {"payment_id": str(uuid.uuid4()), "registration_id": reg,
-               "event_id": data["event_id"], "user_id": user, "kind": "full",
-               "amount": 150000, "currency": "RUB", "confirmation_url": pay_url}
+    reg, data = registration(user, status="confirmed", amount=0)
     async with rig(migrated_settings, telegram) as r:
         await r.consume(registered(user, chat), envelope("registration.created", data),
-                        envelope("payment.created", created, "payment"))
+                        envelope("checkin.completed", {
+                            "registration_id": reg, "event_id": data["event_id"],
+                            "user_id": user, "checked_in_at": "2030-01-01T19:00:00Z"}))
         await r.drain()
         rows = await kinds_and_statuses(r, user)
     calls = fake.sends(chat)
     assert [c.method for c in calls] == ["sendMessage", "sendPhoto"]
-    assert pay_url in str(calls[1].params.get("reply_markup"))
+    assert "release" not in str(calls[1].params.get("reply_markup"))  # checked in: no button
     assert [(k, s) for k, s, _ in rows] == [("welcome", "sent"), ("ticket", "suppressed"),
                                             ("ticket", "sent")]
     assert rows[1].last_error == sender.SUPERSEDED
+
+
+async def test_a_paid_ticket_is_first_sent_with_its_pay_button_whichever_comes_first(
+        migrated_settings: Settings, telegram: tuple[FakeTelegram, str]) -> None:
+    """A reservation to be paid gets one message, once its payment exists: not a ticket
+    without Pay edited moments later. payment.created may be consumed before its
+    registration.created (two relays): the button waits for the ticket it belongs to."""
+    fake = telegram[0]
+    async with rig(migrated_settings, telegram) as r:
+        shown = []
+        for payment_first in (False, True):
+            user, chat = new_user()
+            reg, data = registration(user, amount=150000)
+            pay_url = "https://pay.example.org/checkout/" + uuid.uuid4().hex
+            created = envelope("payment.created", {
+                "payment_id": str(uuid.uuid4()), "registration_id": reg,
+                "event_id": data["event_id"], "user_id": user, "kind": "full",
+                "amount": 150000, "currency": "RUB", "confirmation_url": pay_url}, "payment")
+            first, then = ((created, envelope("registration.created", data)) if payment_first
+                           else (envelope("registration.created", data), created))
+            await r.consume(registered(user, chat), first)
+            await r.drain()
+            assert [c.method for c in fake.sends(chat)] == ["sendMessage"]  # the welcome
+            await r.consume(then)
+            await r.drain()
+            calls = fake.sends(chat)
+            assert [c.method for c in calls] == ["sendMessage", "sendPhoto"], payment_first
+            assert pay_url in str(calls[1].params.get("reply_markup"))
+            assert "Ожидает оплаты" in calls[1].params["caption"]  # the registration's ticket
+            shown.append([(k, s) for k, s, _ in await kinds_and_statuses(r, user)])
+    assert shown == [[("welcome", "sent"), ("ticket", "sent")]] * 2
 
 
 async def test_rows_a_stopped_sender_left_sending_are_recovered(
@@ -145,7 +173,9 @@ async def test_rows_a_stopped_sender_left_sending_are_recovered(
            "event_id": data["event_id"], "user_id": user, "kind": "full", "amount": 150000,
            "currency": "RUB"}
     async with rig(migrated_settings, telegram) as r:
-        await r.consume(registered(user, chat), envelope("registration.created", data))
+        await r.consume(registered(user, chat), envelope("registration.created", data),
+                        envelope("payment.created", {
+                            **pay, "confirmation_url": "https://pay.example/1"}, "payment"))
         await r.drain()
         await r.consume(envelope("payment.completed", pay, "payment"))
         async with r.consumer.sessions() as session, session.begin():
@@ -192,7 +222,7 @@ async def test_a_user_without_a_chat_gets_a_suppressed_record_only(
                 .where(notifications.c.recipient_id == uuid.UUID(user)))).all()
     assert fake.sends() == []
     assert [(s, p, e) for s, p, e in rows] == [
-        ("suppressed", {"type": "ticket"}, "no Telegram chat linked")] * 2
+        ("suppressed", {"type": "ticket"}, "no Telegram chat linked")]
 
 
 async def test_linked_and_unreachable_chats_reach_the_user_service(
@@ -324,8 +354,8 @@ async def test_a_telegram_account_attached_on_the_site_brings_its_chat(
                                        NotificationHandlers(chat_lookup=chat_of).handlers())
             await consumer.process(envelope("user.updated", {
                 "user_id": me.user_id, "changed": ["telegram"]}, "user"))
-            await consumer.process(envelope("registration.created",
-                                            registration(me.user_id)[1]))
+            await consumer.process(envelope("registration.created", registration(
+                me.user_id, status="confirmed", amount=0)[1]))
             await r.drain()
     finally:
         await users.close()
@@ -338,8 +368,8 @@ async def test_due_rows_skip_busy_recipients_before_the_limit_and_carry_chat_and
     counted after the busy ones are left out, each with its chat and live ticket."""
     busy_user, busy_chat = new_user()
     free_user, free_chat = new_user()
-    busy_reg, busy_data = registration(busy_user)
-    free_reg, free_data = registration(free_user)
+    busy_reg, busy_data = registration(busy_user, status="confirmed", amount=0)
+    free_reg, free_data = registration(free_user, status="confirmed", amount=0)
     async with rig(migrated_settings, None) as r:
         await r.consume(registered(busy_user, busy_chat), registered(free_user, free_chat),
                         envelope("registration.created", busy_data),
