@@ -71,9 +71,11 @@ PAID = ("registration_id", "event_id", "user_id", "status", "amount", "currency"
 SET_URLS = bulk.insert(tickets, PAID, (
     "ON CONFLICT (registration_id) DO UPDATE SET confirmation_url = "
     "COALESCE(excluded.confirmation_url, t.confirmation_url), updated_at = now() RETURNING t.*"))
+# registration.created's ticket, new or filling in a stub; a ticket already written (the handler
+# applied again) is not returned, so nothing is queued for it again.
 FILL_STUB = "ON CONFLICT (registration_id) DO UPDATE SET " + ", ".join(
     f"{c} = excluded.{c}" for c in TICKET[1:] if c != "confirmation_url") + (
-    ", updated_at = now() WHERE t.title IS NULL")
+    ", updated_at = now() WHERE t.title IS NULL RETURNING t.*")
 
 
 def awaits_pay_button(row: Any) -> bool:
@@ -322,15 +324,13 @@ class NotificationHandlers:
                 "quantity": data["quantity"], "amount": data["amount"],
                 "currency": data["currency"], "confirmation_url": data.get("confirmation_url"),
                 "expires_at": data.get("expires_at")})
-        await uow.session.execute(bulk.insert(tickets, TICKET, FILL_STUB),
-                                  bulk.params(tickets, TICKET, values))
-        found = {r.registration_id: r for r in (await uow.session.execute(
-            select(tickets).where(tickets.c.registration_id.in_(
-                [v["registration_id"] for v in values])))).all()}
+        written = {r.registration_id: r for r in (await uow.session.execute(
+            bulk.insert(tickets, TICKET, FILL_STUB), bulk.params(tickets, TICKET, values))).all()}
         await self.queue_many(uow, "ticket", "ticket", [
-            live_ticket(row, e.id) for row, e in
-            ((found.get(v["registration_id"]), e) for v, e in zip(values, envelopes, strict=True))
-            if row is not None and not awaits_pay_button(row)])
+            live_ticket(written[v["registration_id"]], e.id)
+            for v, e in zip(values, envelopes, strict=True)
+            if v["registration_id"] in written
+            and not awaits_pay_button(written[v["registration_id"]])])
         await self.queue_many(uow, "waitlist_offer", "waitlist_offer", [
             Pending(e.id, v["user_id"], {"title": v["title"], "expires_at": v["expires_at"] or ""},
                     v["registration_id"], v["event_id"])
