@@ -3,9 +3,10 @@
 ``serve.gateway.deps.enforce_authentication`` is attached by ``create_app`` to every router it
 mounts, so a new route is protected unless its method and path template are listed here.
 Public: the auth endpoints, the event list, detail and ticket types (prices and seats left; the
-event service applies the event's visibility), provider webhooks, analytics tracking, media
-metadata and URLs (the media service applies its access rules), signed ``/media-files`` links
-(plus the operations routes and docs, which live outside the routers).
+event service applies the event's visibility), payments' Pay links, provider webhooks,
+analytics tracking, media metadata and URLs (the media service applies its access rules),
+signed ``/media-files`` links (plus the operations routes and docs, which live outside the
+routers).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ PUBLIC_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = (
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}$")),
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}/ticket-types$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/webhooks/.+$")),
+    # A payment's Pay link, opened from a Telegram button: its unguessable id is the
+    # credential, as the provider's own confirmation URL is.
+    (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/payments/\{[^/}]+\}/pay$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/telegram/webhook$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/analytics/track$")),
     # Signed, expiring links (the signature is the credential).

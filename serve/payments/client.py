@@ -43,6 +43,9 @@ class PaymentClient(ClientBase):
         return cast(View, await self.transport.call(
             "sandbox_checkout", ctx, payment_id, outcome, copies, reverse))
 
+    async def open_payment(self, ctx: RequestContext, payment_id: str) -> View:
+        return cast(View, await self.transport.call("open_payment", ctx, payment_id))
+
     async def handle_webhook(self, ctx: RequestContext, provider_name: str,
                              headers: dict[str, str], body: bytes) -> View:
         return cast(View, await self.transport.call(

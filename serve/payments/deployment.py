@@ -20,7 +20,16 @@ from serve.common.context import RequestContext, bound, correlation_id_var
 from serve.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from serve.common.service import ServiceBase
 from serve.events.client import EventClient
-from serve.payments import idempotency, intake, methods, orders, refunds, remainder, service
+from serve.payments import (
+    checkout,
+    idempotency,
+    intake,
+    methods,
+    orders,
+    refunds,
+    remainder,
+    service,
+)
 from serve.payments.delivery import SandboxDeliverer
 from serve.payments.domain import Kind
 from serve.payments.providers import Provider, SandboxProvider, provider_named
@@ -162,6 +171,13 @@ class PaymentService(ServiceBase):
             self.deliverer.wake.set()
             return {"payment_id": payment_id, "outcome": outcome, "webhooks_queued": queued}
 
+    async def open_payment(self, ctx: RequestContext, payment_id: str) -> dict[str, Any]:
+        """Where the payer pays: the provider's page, the payment issued there first when it
+        is not yet (``serve.payments.checkout``)."""
+        with bound(ctx):
+            location = await checkout.open_payment(self.sessions, self.provider, payment_id)
+            return {"location": location}
+
     async def handle_webhook(self, ctx: RequestContext, provider_name: str,
                              headers: dict[str, str], body: bytes) -> dict[str, Any]:
         with bound(ctx):
@@ -185,7 +201,8 @@ class PaymentService(ServiceBase):
                                        envelopes: list[Envelope]) -> None:
         """Paid registrations get their pending payments (full, or the prepayment), a
         delivered batch of them in one transaction."""
-        await intake.create_pending_payments(uow, self.provider, envelopes, self._starts_at)
+        await intake.create_pending_payments(uow, self.provider, envelopes, self._starts_at,
+                                             self.settings.api_base_url)
 
     async def on_registration_cancelled(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Policy: a cancelled registration is refunded in full and its unpaid payments fail

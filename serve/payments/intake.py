@@ -3,9 +3,10 @@
 During a sale thousands of registrations arrive per second; each paid one needs its order and
 its pending payment. The batch is written with one multi-row insert per table (conflicts
 skipped, so a redelivery or a payment the payer created first changes nothing) and one outbox
-write for the ``payment.created`` events. The sandbox issues payments locally; a provider that
-must be called to issue one (YooKassa) is called per payment, as ``service.create_payment``
-does.
+write for the ``payment.created`` events. No provider is called here: the sandbox issues
+payments locally, and a payment at a provider that must be called to issue one (YooKassa) is
+issued when its payer opens it (``checkout.open``); until then its confirmation URL is our own
+``/api/v1/payments/{id}/pay``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,14 @@ from storage.payment import payments
 StartsAt = Callable[[str], Awaitable[datetime | None]]
 
 
+def pay_url(api_base_url: str, payment_id: str) -> str:
+    """Where the payer opens a payment not issued at its provider yet (``checkout.open``)."""
+    return f"{api_base_url.rstrip('/')}/api/v1/payments/{payment_id}/pay"
+
+
 async def create_pending_payments(uow: UnitOfWork, provider: Provider,
-                                  envelopes: list[Envelope], starts_at: StartsAt) -> int:
+                                  envelopes: list[Envelope], starts_at: StartsAt,
+                                  api_base_url: str) -> int:
     """Orders for the paid registrations of ``envelopes`` and a pending payment for each one
     still waiting for it; returns how many payments were created."""
     paid = [e.data for e in envelopes if e.data["amount"] > 0]
@@ -40,15 +47,8 @@ async def create_pending_payments(uow: UnitOfWork, provider: Provider,
         if data.get("payment_mode") == "prepayment" and data["event_id"] not in starts:
             starts[data["event_id"]] = await starts_at(data["event_id"])
     await orders.record_many(uow.session, [(d, starts.get(d["event_id"])) for d in paid])
-    waiting = [d for d in paid if d["status"] == "pending_payment"]
-    if not isinstance(provider, SandboxProvider):
-        created = 0
-        for data in waiting:
-            reg = await orders.load(uow.session, data["registration_id"])
-            await service.create_payment(uow, provider, reg, _kind(data))
-            created += 1
-        return created
-    rows = [_payment_row(provider, d) for d in waiting]
+    rows = [_payment_row(provider, api_base_url, d) for d in paid
+            if d["status"] == "pending_payment"]
     if not rows:
         return 0
     inserted = (await uow.session.execute(
@@ -66,17 +66,23 @@ def _kind(data: dict[str, Any]) -> Kind:
     return Kind.PREPAYMENT if data.get("payment_mode") == "prepayment" else Kind.FULL
 
 
-def _payment_row(provider: SandboxProvider, data: dict[str, Any]) -> dict[str, Any]:
+def _payment_row(provider: Provider, api_base_url: str, data: dict[str, Any]
+                 ) -> dict[str, Any]:
     kind = _kind(data)
     order = Order(total=data["amount"], currency=data["currency"],
                   prepayment=data.get("prepayment_amount"))
     amount = amount_due(order, kind, {})
     payment_id = uuid.uuid4()
-    issued = provider.issue(str(payment_id))
+    provider_id: str | None
+    url: str | None
+    if isinstance(provider, SandboxProvider):
+        issued = provider.issue(str(payment_id))
+        provider_id, url = issued.provider_payment_id, issued.confirmation_url
+    else:  # issued at the provider when its payer opens it (checkout.open)
+        provider_id, url = None, pay_url(api_base_url, str(payment_id))
     return {"id": payment_id, "registration_id": uuid.UUID(data["registration_id"]),
             "event_id": uuid.UUID(data["event_id"]),
             "organization_id": uuid.UUID(data["organization_id"]),
             "user_id": uuid.UUID(data["user_id"]), "kind": kind.value,
             "status": Status.PENDING.value, "amount": amount, "currency": data["currency"],
-            "provider": provider.name, "provider_payment_id": issued.provider_payment_id,
-            "confirmation_url": issued.confirmation_url}
+            "provider": provider.name, "provider_payment_id": provider_id, "confirmation_url": url}

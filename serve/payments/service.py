@@ -135,10 +135,12 @@ async def create_payment(uow: UnitOfWork, provider: Provider, reg: Registration,
 async def _pay_pending_with_method(uow: UnitOfWork, provider: Provider, row: RowMapping,
                                    save_method: bool, method_id: str | None) -> dict[str, Any]:
     """A pending payment the payer now pays with a saved method (charged at once), or asks to
-    keep its method (with a provider that has not issued it yet: the sandbox)."""
+    keep its method (kept when the provider has not issued it yet: the sandbox, or a payment
+    its payer has not opened)."""
     session = uow.session
     if method_id is None:
-        if not getattr(provider, "issues_locally", False):
+        if row["provider_payment_id"] is not None and not getattr(provider, "issues_locally",
+                                                                  False):
             raise Conflict("this payment was issued without keeping its method; pay it, and "
                            "ask to keep the method on the next one", slug="payment-issued")
         await session.execute(update(payments).where(payments.c.id == row["id"]).values(

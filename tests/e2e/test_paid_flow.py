@@ -85,6 +85,10 @@ def test_full_payment_confirms_then_a_full_refund_cancels(platform: RunningPlatf
         stranger = account(http, f"x-{uuid.uuid4().hex[:8]}@example.org")
         assert http.get(f"/api/v1/payments/{payment['id']}",
                         headers=auth(stranger)).status_code == 403
+        # The Pay link (a Telegram URL button: no token) leads on to the provider's page.
+        link = http.get(f"/api/v1/payments/{payment['id']}/pay")
+        assert link.status_code == 303 and link.headers["location"] == payment[
+            "confirmation_url"], link.text
 
         checkout = http.post(f"/api/v1/payments/{payment['id']}/sandbox-checkout",
                              headers=auth(fan),
@@ -92,6 +96,9 @@ def test_full_payment_confirms_then_a_full_refund_cancels(platform: RunningPlatf
         assert checkout.status_code == 202 and checkout.json()["webhooks_queued"] == 6
         done = status(http, fan, f"/api/v1/payments/{payment['id']}", "completed")
         assert done["captured"]["amount"] == 5_000
+        paid = http.get(f"/api/v1/payments/{payment['id']}/pay")
+        assert paid.status_code == 409, paid.text
+        assert paid.headers["content-type"].startswith("application/problem+json")
         confirmed = status(http, fan, f"/api/v1/registrations/{reg_id}", "confirmed")
         assert confirmed["ticket_code"]
 

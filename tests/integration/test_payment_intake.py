@@ -45,7 +45,8 @@ async def starts_at(event_id: str) -> datetime | None:
 
 async def apply(sessions: Any, sandbox: SandboxProvider, batch: list[Envelope]) -> int:
     async with UnitOfWork(sessions, "payment") as uow:
-        return await intake.create_pending_payments(uow, sandbox, batch, starts_at)
+        return await intake.create_pending_payments(uow, sandbox, batch, starts_at,
+                                                    "http://127.0.0.1:8080")
 
 
 async def test_a_batch_gets_its_orders_and_pending_payments_in_one_go(sessions: Any) -> None:

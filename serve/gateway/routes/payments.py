@@ -1,10 +1,11 @@
-"""Payment routes: payments, refunds, provider webhooks, the sandbox checkout."""
+"""Payment routes: payments, their Pay links, refunds, provider webhooks, the sandbox checkout."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
 
 from serve.gateway.deps import PublicContext, ServicesDep, UserContext
 from serve.payments.schemas import (
@@ -77,6 +78,16 @@ async def sandbox_checkout(payment_id: str, body: CheckoutIn, ctx: UserContext,
                            services: ServicesDep) -> Any:
     return await services.payment.sandbox_checkout(ctx, payment_id, body.outcome,
                                                    body.copies, body.reverse)
+
+
+@router.get("/payments/{payment_id}/pay", status_code=status.HTTP_303_SEE_OTHER,
+            response_class=RedirectResponse,
+            summary="The payment's Pay link: on to the provider's page (issued there first)",
+            responses={303: {"description": "the provider's page for this payment"},
+                       409: {"description": "already paid, or no longer payable"}})
+async def pay(payment_id: str, ctx: PublicContext, services: ServicesDep) -> RedirectResponse:
+    opened = await services.payment.open_payment(ctx, payment_id)
+    return RedirectResponse(opened["location"], status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/webhooks/{provider}", response_model=WebhookOut,
