@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
 from cluster.settings import Settings
 from storage import migrate
+from storage.engine import create_engine, sessionmaker
 from tests.conftest import make_settings
 
 
@@ -16,6 +18,14 @@ def migrated_settings(fresh_database: str) -> Settings:
     settings = make_settings(database_url=fresh_database)
     migrate.upgrade(settings)
     return settings
+
+
+@pytest.fixture
+async def payment_sessions(migrated_settings: Settings) -> AsyncIterator[Any]:
+    """Sessions of the payment service's schema on the migrated test database."""
+    engine = create_engine(migrated_settings, "payment", pool_size=5)
+    yield sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -13,26 +13,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from cluster.settings import Settings
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork, outbox_for
 from serve.common.errors import Conflict
 from serve.payments import checkout, intake, service
 from serve.payments.domain import Kind, Order
 from serve.payments.yookassa import YooKassaProvider
-from storage.engine import create_engine, sessionmaker
 from storage.payment import payments
 from tests.fakes.server import running
 from tests.fakes.yookassa_api import create_app
 
 API = "https://afisha.test"
-
-
-@pytest.fixture
-async def sessions(migrated_settings: Settings) -> AsyncIterator[Any]:
-    engine = create_engine(migrated_settings, "payment", pool_size=5)
-    yield sessionmaker(engine)
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -67,7 +58,8 @@ async def intake_batch(sessions: Any, provider: YooKassaProvider,
 
 
 async def test_a_sale_calls_the_provider_only_for_the_payments_opened(
-        sessions: Any, yookassa: Any) -> None:
+        payment_sessions: Any, yookassa: Any) -> None:
+    sessions = payment_sessions
     provider, fake, _ = yookassa
     batch = [created(str(uuid.uuid4()), 1_500) for _ in range(3)]
     rows = await intake_batch(sessions, provider, batch)
@@ -114,8 +106,9 @@ async def test_a_sale_calls_the_provider_only_for_the_payments_opened(
     assert len(fake.state.payments) == 1  # the two unopened payments never reached YooKassa
 
 
-async def test_a_payment_that_can_no_longer_be_paid_is_not_issued(sessions: Any,
+async def test_a_payment_that_can_no_longer_be_paid_is_not_issued(payment_sessions: Any,
                                                                   yookassa: Any) -> None:
+    sessions = payment_sessions
     provider, fake, _ = yookassa
     envelope = created(str(uuid.uuid4()), 900)
     [row] = await intake_batch(sessions, provider, [envelope])
@@ -128,7 +121,8 @@ async def test_a_payment_that_can_no_longer_be_paid_is_not_issued(sessions: Any,
 
 
 async def test_keeping_the_method_is_asked_of_the_provider_when_the_payer_opens_it(
-        sessions: Any, yookassa: Any) -> None:
+        payment_sessions: Any, yookassa: Any) -> None:
+    sessions = payment_sessions
     provider, fake, _ = yookassa
     envelope = created(str(uuid.uuid4()), 2_000)
     [row] = await intake_batch(sessions, provider, [envelope])
