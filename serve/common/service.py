@@ -78,10 +78,11 @@ class ServiceBase:
         """Start the outbox relay and the consumer of this replica (idempotent)."""
         self.messaging.start()
 
-    async def deliver(self, envelopes: list[Envelope]) -> None:
-        """Embedded transport: apply messages from a publisher's relay (see messaging.embedded)."""
+    async def deliver(self, bodies: list[bytes]) -> None:
+        """Embedded transport: apply messages from a publisher's relay, each the envelope's
+        JSON (see messaging.embedded)."""
         self.start_messaging()
-        await self.messaging.deliver(envelopes)
+        await self.messaging.deliver([Envelope.from_json(body) for body in bodies])
 
     async def health(self, ctx: RequestContext) -> dict[str, Any]:
         """This service's own status and that of the dependencies it owns."""

@@ -57,8 +57,8 @@ def test_consumer_queues_are_quorum_with_a_dead_letter_exchange_and_delivery_lim
 async def test_embedded_transport_hands_each_consumer_exactly_its_messages_in_order() -> None:
     received: dict[str, list[str]] = {}
 
-    async def deliver(service: str, envelopes: list[Envelope]) -> None:
-        received.setdefault(service, []).extend(e.type for e in envelopes)
+    async def deliver(service: str, messages: list[OutboxMessage]) -> None:
+        received.setdefault(service, []).extend(m.type for m in messages)
 
     types = ["payment.completed", "registration.created", "group.member.added",
              "payment.refunded", "group.created"]

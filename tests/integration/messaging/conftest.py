@@ -26,6 +26,7 @@ from messaging.consumer import Handler
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from messaging.runtime import MessagingRuntime
+from messaging.transport import OutboxMessage
 from serve.analytics.tracking import record_domain_event
 from serve.common.context import RequestContext, correlation_id_var
 from storage import migrate
@@ -154,10 +155,12 @@ class Harness:
         runtime.start()
         return runtime
 
-    async def _deliver(self, service: str, envelopes: list[Envelope]) -> None:
-        """The embedded transport's hop; in the cluster this is a Serve handle call."""
+    async def _deliver(self, service: str, messages: list[OutboxMessage]) -> None:
+        """The embedded transport's hop; in the cluster this is a Serve handle call carrying
+        the messages' bytes, parsed by the consumer as here."""
         if service in self.consumers_down or service not in self.runtimes:
             raise ConnectionError(f"the {service} replica is not reachable")
+        envelopes = [Envelope.from_json(m.body) for m in messages]
         await self.runtimes[service].deliver(envelopes)
         lost = {e.id for e in envelopes} & self.lose_reply_for
         if lost:

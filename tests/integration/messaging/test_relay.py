@@ -15,6 +15,7 @@ from messaging.embedded import EmbeddedTransport
 from messaging.envelope import Envelope
 from messaging.outbox import UnitOfWork
 from messaging.relay import Relay
+from messaging.transport import OutboxMessage
 from serve.common.context import RequestContext
 from storage.engine import create_engine, sessionmaker
 from tests.integration.messaging.conftest import eventually
@@ -27,14 +28,14 @@ class Consumers:
         self.received: list[uuid.UUID] = []
         self.failures_left = 0
 
-    async def deliver(self, service: str, envelopes: list[Envelope]) -> None:
+    async def deliver(self, service: str, messages: list[OutboxMessage]) -> None:
         # One service's deliveries fail, so each failure is one failed relay attempt however
         # many services consume the message.
         if service == "analytics" and self.failures_left:
             self.failures_left -= 1
             raise ConnectionError("consumer replica unavailable")
         if service == "analytics":
-            self.received.extend(e.id for e in envelopes)
+            self.received.extend(Envelope.from_json(m.body).id for m in messages)
 
 
 @pytest.fixture
@@ -159,10 +160,10 @@ class Batches(Consumers):
         super().__init__()
         self.sizes: list[int] = []
 
-    async def deliver(self, service: str, envelopes: list[Envelope]) -> None:
+    async def deliver(self, service: str, messages: list[OutboxMessage]) -> None:
         if service == "analytics":
-            self.sizes.append(len(envelopes))
-        await super().deliver(service, envelopes)
+            self.sizes.append(len(messages))
+        await super().deliver(service, messages)
 
 
 async def test_rows_committed_right_after_the_first_leave_in_its_batch(
