@@ -5,8 +5,8 @@ its pending payment. The batch is written with one multi-row insert per table (c
 skipped, so a redelivery or a payment the payer created first changes nothing) and one outbox
 write for the ``payment.created`` events. No provider is called here: the sandbox issues
 payments locally, and a payment at a provider that must be called to issue one (YooKassa) is
-issued when its payer opens it (``checkout.open``); until then its confirmation URL is our own
-``/api/v1/payments/{id}/pay``.
+issued when its payer opens it (``checkout.open_payment``); until then its confirmation URL is
+our own ``/api/v1/payments/{id}/pay``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ StartsAt = Callable[[str], Awaitable[datetime | None]]
 
 
 def pay_url(api_base_url: str, payment_id: str) -> str:
-    """Where the payer opens a payment not issued at its provider yet (``checkout.open``)."""
+    """Where the payer opens a payment not issued at its provider yet
+    (``checkout.open_payment``)."""
     return f"{api_base_url.rstrip('/')}/api/v1/payments/{payment_id}/pay"
 
 
@@ -78,7 +79,7 @@ def _payment_row(provider: Provider, api_base_url: str, data: dict[str, Any]
     if isinstance(provider, SandboxProvider):
         issued = provider.issue(str(payment_id))
         provider_id, url = issued.provider_payment_id, issued.confirmation_url
-    else:  # issued at the provider when its payer opens it (checkout.open)
+    else:  # issued at the provider when its payer opens it (checkout.open_payment)
         provider_id, url = None, pay_url(api_base_url, str(payment_id))
     return {"id": payment_id, "registration_id": uuid.UUID(data["registration_id"]),
             "event_id": uuid.UUID(data["event_id"]),
