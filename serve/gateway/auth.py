@@ -26,8 +26,9 @@ PUBLIC_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = (
     (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/events/\{[^/}]+\}/ticket-types$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/webhooks/.+$")),
     # A payment's Pay link, opened from a Telegram button: its unguessable id is the
-    # credential, as the provider's own confirmation URL is.
-    (frozenset({"GET", "HEAD"}), re.compile(r"^/api/v1/payments/\{[^/}]+\}/pay$")),
+    # credential, as the provider's own confirmation URL is. GET only: opening it issues the
+    # payment at the provider.
+    (frozenset({"GET"}), re.compile(r"^/api/v1/payments/\{[^/}]+\}/pay$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/telegram/webhook$")),
     (frozenset({"POST"}), re.compile(r"^/api/v1/analytics/track$")),
     # Signed, expiring links (the signature is the credential).

@@ -172,3 +172,23 @@ def test_the_replica_app_answers_as_the_api_and_shows_serve_no_routes() -> None:
         text = client.get("/actuator/prometheus",
                           headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     assert 'route="/actuator/health",status="200"' in text
+
+
+def test_the_pay_link_needs_no_token_and_redirects_to_the_providers_page() -> None:
+    app, fakes = make_app()
+    page = "https://yoomoney.example/checkout?orderId=2d1"
+
+    async def opened(method: str, *args: Any) -> Any:
+        fakes["payment"].calls.append((method, args))
+        return {"location": page}
+
+    fakes["payment"].call = opened  # type: ignore[method-assign]
+    client = TestClient(app)
+    payment_id = "3f1c2b9e-1111-4222-8333-444455556666"
+    answer = client.get(f"/api/v1/payments/{payment_id}/pay", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == page
+    [(method, (ctx, asked))] = fakes["payment"].calls
+    assert (method, asked, ctx.identity) == ("open_payment", payment_id, None)
+    # A HEAD (a link checker) does not open it: opening issues the payment at the provider.
+    assert client.head(f"/api/v1/payments/{payment_id}/pay").status_code == 405
+    assert len(fakes["payment"].calls) == 1
