@@ -13,8 +13,9 @@ from messaging.envelope import Envelope
 
 @dataclass(frozen=True)
 class OutboxMessage:
-    """An outbox row as the relay read it: the envelope's JSON as stored (the broker gets these
-    bytes as they are) and the few envelope fields a broker message carries as properties."""
+    """An outbox row as the relay read it: the envelope's JSON as stored (both transports
+    carry these bytes as they are) and the few envelope fields a broker message carries as
+    properties."""
 
     aggregate_id: str
     body: bytes
@@ -33,7 +34,7 @@ class OutboxMessage:
 
     @cached_property
     def envelope(self) -> Envelope:
-        """Parsed only where a transport needs the object (the embedded one)."""
+        """The parsed envelope (neither transport needs it: both carry ``body``)."""
         return Envelope.from_json(self.body)
 
 

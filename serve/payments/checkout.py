@@ -14,12 +14,10 @@ from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from serve.common.errors import Conflict
-from serve.payments.domain import Status
+from serve.payments.domain import CAPTURED, Status
 from serve.payments.providers import Provider
 from serve.payments.rows import load
 from storage.payment import payments
-
-PAID = frozenset({Status.COMPLETED, Status.PARTIALLY_REFUNDED, Status.REFUNDED})
 
 
 async def open_payment(sessions: async_sessionmaker[AsyncSession], provider: Provider,
@@ -28,7 +26,7 @@ async def open_payment(sessions: async_sessionmaker[AsyncSession], provider: Pro
     async with sessions() as session, session.begin():
         row = await load(session, payment_id, lock=True)
         status = Status(row["status"])
-        if status in PAID:
+        if status in CAPTURED:
             raise Conflict("this payment is already paid", slug="payment-paid")
         if status is Status.FAILED:
             raise Conflict(f"this payment can no longer be paid: {row['failure_reason']}",
